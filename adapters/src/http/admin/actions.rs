@@ -1,0 +1,189 @@
+//! Action endpoints: key revocation and group membership edits.
+
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use tollgate_domain::{
+    resources::{api_keys, groups},
+    service::{Identifier, Link, RelInput, ResourceRules, WriteInput},
+};
+
+use super::{
+    context::{AdminState, read_body},
+    relationships,
+};
+use crate::http::{
+    error::ApiError,
+    jsonapi::{
+        document, media,
+        query::{self, Families},
+        render,
+    },
+};
+
+/// `POST /api/api-keys/{id}/revoke`: idempotent; no body needed.
+pub async fn revoke_api_key(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let rules = &api_keys::ApiKeys;
+    let schema = rules.schema();
+    let actor = state.authenticate(&req).await?;
+    media::check_accept(&req)?;
+    read_body(&req, body).await?;
+    let params = query::parse(
+        req.query_string(),
+        schema,
+        Families::Single,
+        actor.role,
+        state.service.now(),
+    )?;
+    let id = req.match_info().get("id").unwrap_or_default().to_owned();
+    let key_id = id.clone();
+    state
+        .service
+        .transact(&actor, move |ctx| {
+            Box::pin(async move { api_keys::revoke(ctx, &key_id).await })
+        })
+        .await?;
+    let rows = [state.service.get(&actor, rules, &id).await?];
+    let compound = render::resolve(&state.service, &actor, &params, schema, &rows).await?;
+    let data = render::resource_object(
+        schema,
+        &rows[0],
+        actor.role,
+        &params,
+        &compound.linkage,
+        None,
+    );
+    let doc = render::single(
+        data,
+        Some(&compound),
+        actor.role,
+        &params,
+        render::resource_path(schema, &id),
+    );
+    Ok(render::json_api(StatusCode::OK, doc))
+}
+
+pub async fn add_members(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    edit_members(req, body, state, true).await
+}
+
+pub async fn remove_members(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    edit_members(req, body, state, false).await
+}
+
+/// `POST`/`DELETE /api/groups/{id}/relationships/members`: add or remove the listed users
+/// (present/absent ones ignored), then answer with the full new linkage.
+async fn edit_members(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AdminState>,
+    add: bool,
+) -> Result<HttpResponse, ApiError> {
+    let rules: &'static dyn ResourceRules = &groups::Groups;
+    let rel = relationships::relationship(rules, &req)?;
+    if rel.name != "members" {
+        return Err(
+            ApiError::new("METHOD_NOT_ALLOWED", "only members can be added or removed")
+                .with_header("Allow", "GET, PATCH"),
+        );
+    }
+    let actor = state.authenticate(&req).await?;
+    media::check_accept(&req)?;
+    let body = read_body(&req, body).await?;
+    query::parse(
+        req.query_string(),
+        rules.schema(),
+        Families::Nothing,
+        actor.role,
+        state.service.now(),
+    )?;
+    let RelInput::Many(listed) = document::parse_linkage_document(&body)? else {
+        return Err(ApiError::pointer(
+            "INVALID_DOCUMENT",
+            "/data",
+            "data must be an array of resource identifiers",
+        ));
+    };
+    let id = req.match_info().get("id").unwrap_or_default().to_owned();
+    let owner_row = state.service.get(&actor, rules, &id).await?;
+    let users: &'static dyn ResourceRules = &tollgate_domain::resources::users::Users;
+    let current: Vec<Link> = state
+        .service
+        .to_many_links(&actor, rel, users, std::slice::from_ref(&id))
+        .await?
+        .remove(&id)
+        .unwrap_or_default();
+    let mut next: Vec<Identifier> = current
+        .iter()
+        .filter(|link| add || !listed.iter().any(|l| l.id == link.id))
+        .map(|link| Identifier {
+            type_name: "users".into(),
+            id: link.id.clone(),
+            meta: link.role.as_ref().map(|r| serde_json::json!({"role": r})),
+        })
+        .collect();
+    for identifier in &listed {
+        if identifier.type_name != "users" {
+            return Err(ApiError::pointer(
+                "TYPE_MISMATCH",
+                "/data",
+                "members are users",
+            ));
+        }
+    }
+    if add {
+        next.extend(
+            listed
+                .into_iter()
+                .filter(|l| !current.iter().any(|c| c.id == l.id)),
+        );
+    }
+    let input = WriteInput {
+        attributes: Vec::new(),
+        relationships: vec![("members".into(), RelInput::Many(next))],
+    };
+    let written = state
+        .service
+        .update(&actor, rules, &id, input, &state.registry())
+        .await
+        .map_err(|e| ApiError::from(e).repoint_relationship())?;
+    let _ = owner_row;
+    let rows = [written.row];
+    let params = query::parse(
+        "",
+        rules.schema(),
+        Families::Single,
+        actor.role,
+        state.service.now(),
+    )?;
+    let mut compound =
+        render::resolve(&state.service, &actor, &params, rules.schema(), &rows).await?;
+    let links = state
+        .service
+        .to_many_links(&actor, rel, users, std::slice::from_ref(&id))
+        .await?
+        .remove(&id)
+        .unwrap_or_default();
+    compound
+        .linkage
+        .set("groups", &id, "members", links.clone());
+    let doc = serde_json::json!({
+        "jsonapi": {"version": "1.1"},
+        "links": {
+            "self": req.path(),
+            "related": format!("{}/members", render::resource_path(rules.schema(), &id)),
+        },
+        "data": links.iter().map(|l| render::identifier("users", l)).collect::<Vec<_>>(),
+    });
+    Ok(render::json_api(StatusCode::OK, doc))
+}

@@ -1,0 +1,96 @@
+//! The admin listener: routes of every resource, wired to the generic handlers.
+
+mod actions;
+mod context;
+mod relationships;
+mod resources;
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+use tollgate_domain::{resources as domain_resources, service::ResourceRules};
+
+pub use context::AdminState;
+
+use crate::http::error::ApiError;
+
+/// 405 with the methods the path does support.
+fn not_allowed(
+    allow: &'static str,
+) -> impl Fn() -> std::future::Ready<Result<HttpResponse, ApiError>> + Clone {
+    move || {
+        std::future::ready(Err(ApiError::new(
+            "METHOD_NOT_ALLOWED",
+            format!("this path supports {allow}"),
+        )
+        .with_header("Allow", allow)))
+    }
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new("NOT_FOUND", "no such path"))
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Registers `/health`, every `/api` path, and JSON:API 404s for the rest.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/health")
+            .route(web::get().to(health))
+            .default_service(web::to(not_allowed("GET"))),
+    );
+    for rules in domain_resources::ALL {
+        register(cfg, rules);
+    }
+    cfg.default_service(web::to(not_found));
+}
+
+fn register(cfg: &mut web::ServiceConfig, rules: &'static dyn ResourceRules) {
+    let path = rules.schema().path;
+    if path == "api-keys" {
+        cfg.service(
+            web::resource(format!("/api/{path}/{{id}}/revoke"))
+                .route(web::post().to(actions::revoke_api_key))
+                .default_service(web::to(not_allowed("POST"))),
+        );
+    }
+    cfg.service(
+        web::resource(format!("/api/{path}"))
+            .route(web::get().to(move |req, state| resources::list(rules, req, state)))
+            .route(
+                web::post().to(move |req, body, state| resources::create(rules, req, body, state)),
+            )
+            .default_service(web::to(not_allowed("GET, POST"))),
+    );
+    cfg.service(
+        web::resource(format!("/api/{path}/{{id}}"))
+            .route(web::get().to(move |req, state| resources::get(rules, req, state)))
+            .route(
+                web::patch().to(move |req, body, state| resources::update(rules, req, body, state)),
+            )
+            .route(web::delete().to(move |req, state| resources::delete(rules, req, state)))
+            .default_service(web::to(not_allowed("GET, PATCH, DELETE"))),
+    );
+    let linkage =
+        web::resource(format!("/api/{path}/{{id}}/relationships/{{rel}}"))
+            .route(web::get().to(move |req, state| relationships::get_linkage(rules, req, state)))
+            .route(web::patch().to(move |req, body, state| {
+                relationships::replace_linkage(rules, req, body, state)
+            }));
+    let linkage = if path == "groups" {
+        linkage
+            .route(web::post().to(actions::add_members))
+            .route(web::delete().to(actions::remove_members))
+            .default_service(web::to(not_allowed("GET, PATCH, POST, DELETE")))
+    } else {
+        linkage.default_service(web::to(not_allowed("GET, PATCH")))
+    };
+    cfg.service(linkage);
+    cfg.service(
+        web::resource(format!("/api/{path}/{{id}}/{{rel}}"))
+            .route(web::get().to(move |req, state| relationships::get_related(rules, req, state)))
+            .default_service(web::to(not_allowed("GET"))),
+    );
+}

@@ -1,0 +1,203 @@
+//! The five generic handlers every resource shares: parse, call one use case, render.
+
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use tollgate_domain::service::ResourceRules;
+
+use super::context::{AdminState, read_body};
+use crate::http::{
+    error::ApiError,
+    jsonapi::{
+        document::{self, Expect},
+        media,
+        query::{self, Families},
+        render,
+    },
+};
+
+fn path_id(req: &HttpRequest) -> String {
+    req.match_info().get("id").unwrap_or_default().to_owned()
+}
+
+pub async fn list(
+    rules: &'static dyn ResourceRules,
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let schema = rules.schema();
+    let actor = state.authenticate(&req).await?;
+    media::check_accept(&req)?;
+    let params = query::parse(
+        req.query_string(),
+        schema,
+        Families::Collection,
+        actor.role,
+        state.service.now(),
+    )?;
+    let page = state
+        .service
+        .list(&actor, rules, params.list_query())
+        .await?;
+    let compound = render::resolve(&state.service, &actor, &params, schema, &page.items).await?;
+    let doc = render::collection(
+        schema,
+        &page,
+        &compound,
+        actor.role,
+        &params,
+        req.path(),
+        req.query_string(),
+    );
+    Ok(render::json_api(StatusCode::OK, doc))
+}
+
+pub async fn get(
+    rules: &'static dyn ResourceRules,
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let schema = rules.schema();
+    let actor = state.authenticate(&req).await?;
+    media::check_accept(&req)?;
+    let params = query::parse(
+        req.query_string(),
+        schema,
+        Families::Single,
+        actor.role,
+        state.service.now(),
+    )?;
+    let row = state.service.get(&actor, rules, &path_id(&req)).await?;
+    let rows = [row];
+    let compound = render::resolve(&state.service, &actor, &params, schema, &rows).await?;
+    let data = render::resource_object(
+        schema,
+        &rows[0],
+        actor.role,
+        &params,
+        &compound.linkage,
+        None,
+    );
+    let doc = render::single(
+        data,
+        Some(&compound),
+        actor.role,
+        &params,
+        render::self_link(req.path(), req.query_string()),
+    );
+    Ok(render::json_api(StatusCode::OK, doc))
+}
+
+pub async fn create(
+    rules: &'static dyn ResourceRules,
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let schema = rules.schema();
+    let actor = state.authenticate(&req).await?;
+    media::check_accept(&req)?;
+    let body = read_body(&req, body).await?;
+    let params = query::parse(
+        req.query_string(),
+        schema,
+        Families::Single,
+        actor.role,
+        state.service.now(),
+    )?;
+    let input = document::parse_resource(
+        &body,
+        Expect::Create {
+            type_name: schema.type_name,
+        },
+    )?;
+    let written = state
+        .service
+        .create(&actor, rules, input, &state.registry())
+        .await?;
+    let rows = [written.row];
+    let compound = render::resolve(&state.service, &actor, &params, schema, &rows).await?;
+    let data = render::resource_object(
+        schema,
+        &rows[0],
+        actor.role,
+        &params,
+        &compound.linkage,
+        Some(&written.meta),
+    );
+    let location = render::resource_path(schema, data["id"].as_str().unwrap_or_default());
+    let doc = render::single(data, Some(&compound), actor.role, &params, location.clone());
+    let mut response = render::json_api(StatusCode::CREATED, doc);
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&location) {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+pub async fn update(
+    rules: &'static dyn ResourceRules,
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let schema = rules.schema();
+    let actor = state.authenticate(&req).await?;
+    media::check_accept(&req)?;
+    let body = read_body(&req, body).await?;
+    let params = query::parse(
+        req.query_string(),
+        schema,
+        Families::Single,
+        actor.role,
+        state.service.now(),
+    )?;
+    let id = path_id(&req);
+    let input = document::parse_resource(
+        &body,
+        Expect::Update {
+            type_name: schema.type_name,
+            id: &id,
+        },
+    )?;
+    let written = state
+        .service
+        .update(&actor, rules, &id, input, &state.registry())
+        .await?;
+    let rows = [written.row];
+    let compound = render::resolve(&state.service, &actor, &params, schema, &rows).await?;
+    let data = render::resource_object(
+        schema,
+        &rows[0],
+        actor.role,
+        &params,
+        &compound.linkage,
+        Some(&written.meta),
+    );
+    let doc = render::single(
+        data,
+        Some(&compound),
+        actor.role,
+        &params,
+        render::self_link(req.path(), req.query_string()),
+    );
+    Ok(render::json_api(StatusCode::OK, doc))
+}
+
+pub async fn delete(
+    rules: &'static dyn ResourceRules,
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let schema = rules.schema();
+    let actor = state.authenticate(&req).await?;
+    media::check_accept(&req)?;
+    query::parse(
+        req.query_string(),
+        schema,
+        Families::Nothing,
+        actor.role,
+        state.service.now(),
+    )?;
+    state.service.delete(&actor, rules, &path_id(&req)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

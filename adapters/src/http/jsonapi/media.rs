@@ -1,0 +1,149 @@
+//! Media-type negotiation (jsonapi.md §1): 406 for unusable `Accept`, 415 for bodies.
+
+use actix_web::{HttpRequest, http::header};
+
+use super::MEDIA_TYPE;
+use crate::http::error::ApiError;
+
+/// One media range: the type and its parameters (before any `q`).
+fn split_media(range: &str) -> (String, Vec<(String, String)>, bool) {
+    let mut parts = range.split(';');
+    let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let mut params = Vec::new();
+    let mut excluded = false;
+    for part in parts {
+        let (name, value) = part.split_once('=').unwrap_or((part, ""));
+        let name = name.trim().to_ascii_lowercase();
+        let value = value.trim().trim_matches('"').to_owned();
+        if name == "q" {
+            excluded = value.parse::<f32>().map(|q| q <= 0.0).unwrap_or(false);
+            break;
+        }
+        params.push((name, value));
+    }
+    (media, params, excluded)
+}
+
+/// 406 when `Accept` names the JSON:API type only in forms we cannot serve.
+pub fn check_accept(req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(accept) = req.headers().get(header::ACCEPT) else {
+        return Ok(());
+    };
+    let accept = accept.to_str().unwrap_or_default();
+    let instances: Vec<bool> = accept
+        .split(',')
+        .map(split_media)
+        .filter(|(media, _, _)| media == MEDIA_TYPE)
+        .map(|(_, params, excluded)| !excluded && params.iter().all(|(n, _)| n == "profile"))
+        .collect();
+    if !instances.is_empty() && !instances.iter().any(|usable| *usable) {
+        return Err(ApiError::header_source(
+            "NOT_ACCEPTABLE",
+            "Accept",
+            format!("Accept must allow {MEDIA_TYPE} without parameters other than profile"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the request carries a body (`Content-Length` > 0, or chunked).
+pub fn has_body(req: &HttpRequest) -> bool {
+    let headers = req.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+}
+
+/// 415 unless a body comes as plain `application/vnd.api+json` (or with `profile` only).
+pub fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
+    let unsupported =
+        |detail: &str| ApiError::header_source("UNSUPPORTED_MEDIA_TYPE", "Content-Type", detail);
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return Err(unsupported("Content-Type must be application/vnd.api+json"));
+    };
+    let (media, params, _) = split_media(value.to_str().unwrap_or_default());
+    if media != MEDIA_TYPE {
+        return Err(unsupported("Content-Type must be application/vnd.api+json"));
+    }
+    for (name, _) in params {
+        match name.as_str() {
+            "ext" => {
+                return Err(ApiError::header_source(
+                    "UNSUPPORTED_EXTENSION",
+                    "Content-Type",
+                    "no JSON:API extension is supported",
+                ));
+            }
+            "profile" => {}
+            other => {
+                return Err(unsupported(&format!(
+                    "media type parameter {other} is not allowed"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn accept(value: &str) -> Result<(), ApiError> {
+        check_accept(
+            &TestRequest::default()
+                .insert_header(("Accept", value))
+                .to_http_request(),
+        )
+    }
+
+    fn content_type(value: &str) -> Option<&'static str> {
+        check_content_type(
+            &TestRequest::default()
+                .insert_header(("Content-Type", value))
+                .to_http_request(),
+        )
+        .err()
+        .map(|e| e.code())
+    }
+
+    #[test]
+    fn accept_rules() {
+        assert!(accept("application/vnd.api+json").is_ok());
+        assert!(accept("*/*").is_ok());
+        assert!(accept("application/json").is_ok());
+        assert!(accept("application/vnd.api+json; profile=\"https://x\"").is_ok());
+        assert!(accept("application/vnd.api+json;q=0.9").is_ok());
+        assert!(
+            accept("application/vnd.api+json; charset=utf-8, application/vnd.api+json").is_ok()
+        );
+        assert!(accept("application/vnd.api+json; ext=\"https://x\"").is_err());
+        assert!(accept("application/vnd.api+json; version=1").is_err());
+        assert!(accept("application/vnd.api+json;q=0").is_err());
+    }
+
+    #[test]
+    fn content_type_rules() {
+        assert_eq!(content_type("application/vnd.api+json"), None);
+        assert_eq!(
+            content_type("application/vnd.api+json; profile=\"x\""),
+            None
+        );
+        assert_eq!(
+            content_type("application/json"),
+            Some("UNSUPPORTED_MEDIA_TYPE")
+        );
+        assert_eq!(
+            content_type("application/vnd.api+json; charset=utf-8"),
+            Some("UNSUPPORTED_MEDIA_TYPE")
+        );
+        assert_eq!(
+            content_type("application/vnd.api+json; ext=\"x\""),
+            Some("UNSUPPORTED_EXTENSION")
+        );
+    }
+}

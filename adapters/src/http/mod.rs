@@ -1,0 +1,9 @@
+//! The HTTP adapters: the JSON:API admin API and the proxy listener.
+
+pub mod admin;
+pub mod error;
+pub mod jsonapi;
+pub mod proxy;
+pub mod request_id;
+
+pub use error::ApiError;

@@ -1,0 +1,6 @@
+//! Adapters: they implement the domain's ports (persistence, security) and drive its use
+//! cases (the HTTP admin API and the proxy).
+
+pub mod http;
+pub mod persistence;
+pub mod security;

@@ -1,0 +1,80 @@
+//! The sea-orm adapter for [`Store`]: SQLite (embedded default) or PostgreSQL, chosen by URL.
+
+mod condition;
+mod session;
+pub(crate) mod tables;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, TransactionTrait};
+use tollgate_domain::{
+    error::StoreError,
+    ports::{Session, Store},
+};
+
+pub use session::SeaSession;
+
+/// The database behind every port that persists something.
+#[derive(Clone)]
+pub struct SeaStore {
+    db: DatabaseConnection,
+}
+
+impl SeaStore {
+    /// Connects; SQLite gets WAL, foreign keys and a busy timeout.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        let sqlite = url.starts_with("sqlite:");
+        options
+            .max_connections(if sqlite {
+                max_connections.min(8)
+            } else {
+                max_connections
+            })
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false);
+        if sqlite {
+            options.map_sqlx_sqlite_opts(|o| {
+                o.foreign_keys(true)
+                    .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+            });
+        }
+        let db = Database::connect(options)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Self { db })
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db
+            .ping()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl Store for SeaStore {
+    async fn begin(&self) -> Result<Box<dyn Session>, StoreError> {
+        let tx = self.db.begin().await.map_err(session::store_error)?;
+        Ok(Box::new(SeaSession::transaction(tx)))
+    }
+
+    async fn read(&self) -> Result<Box<dyn Session>, StoreError> {
+        Ok(Box::new(SeaSession::autocommit(self.db.clone())))
+    }
+}

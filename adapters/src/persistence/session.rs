@@ -1,0 +1,224 @@
+//! One [`Session`]: a transaction or an autocommit connection, with generic table access.
+
+use async_trait::async_trait;
+use sea_orm::{
+    ActiveModelBehavior, ActiveModelTrait, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbErr, EntityTrait, IdenStatic, IntoActiveModel, Iterable, Order,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    sea_query::{Alias, Expr},
+};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+use tollgate_domain::{
+    Row,
+    error::StoreError,
+    ports::Session,
+    query::{Cond, ListQuery},
+};
+
+use super::{condition::condition, tables::dispatch};
+
+enum Conn {
+    Tx(DatabaseTransaction),
+    Plain(DatabaseConnection),
+}
+
+pub struct SeaSession {
+    conn: Conn,
+}
+
+impl SeaSession {
+    pub fn transaction(tx: DatabaseTransaction) -> Self {
+        Self { conn: Conn::Tx(tx) }
+    }
+
+    pub fn autocommit(db: DatabaseConnection) -> Self {
+        Self {
+            conn: Conn::Plain(db),
+        }
+    }
+}
+
+/// Runs `$body` with `$c` bound to whichever connection the session holds.
+macro_rules! with_conn {
+    ($self:ident, $c:ident => $body:expr) => {
+        match &$self.conn {
+            Conn::Tx($c) => $body,
+            Conn::Plain($c) => $body,
+        }
+    };
+}
+
+/// Maps a database error; unique-index violations name the attribute (`uq_<table>__<column>`).
+pub fn store_error(err: DbErr) -> StoreError {
+    if let Some(SqlErr::UniqueConstraintViolation(message)) = err.sql_err() {
+        return StoreError::Unique {
+            column: unique_column(&message).unwrap_or_default(),
+        };
+    }
+    match err {
+        DbErr::ConnectionAcquire(e) => StoreError::Unavailable(e.to_string()),
+        DbErr::Conn(e) => StoreError::Unavailable(e.to_string()),
+        other => StoreError::Other(other.to_string()),
+    }
+}
+
+fn unique_column(message: &str) -> Option<String> {
+    let start = message.find("uq_")?;
+    let name: String = message[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    name.split_once("__").map(|(_, column)| column.to_owned())
+}
+
+fn row_of<M: Serialize>(model: M) -> Result<Row, StoreError> {
+    match serde_json::to_value(model) {
+        Ok(Value::Object(row)) => Ok(row),
+        Ok(_) => Err(StoreError::Other("model is not an object".into())),
+        Err(e) => Err(StoreError::Other(e.to_string())),
+    }
+}
+
+/// The active model of a complete row, every column `Set` (missing optional columns → NULL).
+fn active_model<E>(row: &Row) -> Result<E::ActiveModel, StoreError>
+where
+    E: EntityTrait,
+    E::Model: DeserializeOwned + IntoActiveModel<E::ActiveModel>,
+    E::ActiveModel: ActiveModelTrait<Entity = E>,
+{
+    let mut full = row.clone();
+    for column in E::Column::iter() {
+        full.entry(column.as_str().to_owned())
+            .or_insert(Value::Null);
+    }
+    let model: E::Model = serde_json::from_value(Value::Object(full)).map_err(|e| {
+        StoreError::Other(format!(
+            "row does not fit {}: {e}",
+            E::default().table_name()
+        ))
+    })?;
+    Ok(model.into_active_model().reset_all())
+}
+
+async fn list<E>(db: &impl ConnectionTrait, query: &ListQuery) -> Result<Vec<Row>, StoreError>
+where
+    E: EntityTrait,
+    E::Model: Serialize,
+{
+    let mut select = E::find().filter(condition(&query.cond)?);
+    for key in &query.sort {
+        let order = if key.descending {
+            Order::Desc
+        } else {
+            Order::Asc
+        };
+        select = select.order_by(Expr::col(Alias::new(key.column.as_str())), order);
+    }
+    let models = select
+        .limit(query.limit)
+        .offset(query.offset)
+        .all(db)
+        .await
+        .map_err(store_error)?;
+    models.into_iter().map(row_of).collect()
+}
+
+async fn count<E>(db: &impl ConnectionTrait, cond: &Cond) -> Result<u64, StoreError>
+where
+    E: EntityTrait,
+    E::Model: Sync,
+{
+    E::find()
+        .filter(condition(cond)?)
+        .count(db)
+        .await
+        .map_err(store_error)
+}
+
+async fn insert<E>(db: &impl ConnectionTrait, row: &Row) -> Result<(), StoreError>
+where
+    E: EntityTrait,
+    E::Model: DeserializeOwned + IntoActiveModel<E::ActiveModel>,
+    E::ActiveModel: ActiveModelTrait<Entity = E> + ActiveModelBehavior + Send,
+{
+    E::insert(active_model::<E>(row)?)
+        .exec_without_returning(db)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+async fn update<E>(db: &impl ConnectionTrait, row: &Row) -> Result<(), StoreError>
+where
+    E: EntityTrait,
+    E::Model: DeserializeOwned + IntoActiveModel<E::ActiveModel>,
+    E::ActiveModel: ActiveModelTrait<Entity = E> + ActiveModelBehavior + Send,
+{
+    E::update(active_model::<E>(row)?)
+        .exec(db)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+async fn delete_where<E>(db: &impl ConnectionTrait, cond: &Cond) -> Result<u64, StoreError>
+where
+    E: EntityTrait,
+{
+    Ok(E::delete_many()
+        .filter(condition(cond)?)
+        .exec(db)
+        .await
+        .map_err(store_error)?
+        .rows_affected)
+}
+
+#[async_trait]
+impl Session for SeaSession {
+    async fn list(&mut self, table: &str, query: &ListQuery) -> Result<Vec<Row>, StoreError> {
+        with_conn!(self, c => dispatch!(table, list(c, query)))
+    }
+
+    async fn count(&mut self, table: &str, cond: &Cond) -> Result<u64, StoreError> {
+        with_conn!(self, c => dispatch!(table, count(c, cond)))
+    }
+
+    async fn insert(&mut self, table: &str, row: &Row) -> Result<(), StoreError> {
+        with_conn!(self, c => dispatch!(table, insert(c, row)))
+    }
+
+    async fn update(&mut self, table: &str, row: &Row) -> Result<(), StoreError> {
+        with_conn!(self, c => dispatch!(table, update(c, row)))
+    }
+
+    async fn delete_where(&mut self, table: &str, cond: &Cond) -> Result<u64, StoreError> {
+        with_conn!(self, c => dispatch!(table, delete_where(c, cond)))
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        match self.conn {
+            Conn::Tx(tx) => tx.commit().await.map_err(store_error),
+            Conn::Plain(_) => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unique_column;
+
+    #[test]
+    fn names_the_column_of_a_unique_index() {
+        assert_eq!(
+            unique_column("duplicate key value violates unique constraint \"uq_users__email\"")
+                .as_deref(),
+            Some("email")
+        );
+        assert_eq!(
+            unique_column("UNIQUE constraint failed: index 'uq_plans__name'").as_deref(),
+            Some("name")
+        );
+        assert_eq!(unique_column("UNIQUE constraint failed: users.id"), None);
+    }
+}

@@ -1,0 +1,140 @@
+//! Configuration: defaults → `tollgate.toml` → `TOLLGATE_*` environment → CLI flags.
+
+use std::{fmt, path::Path};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// A secret that never prints.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Proxy listener address.
+    pub proxy_addr: String,
+    /// Admin API listener address.
+    pub admin_addr: String,
+    /// `sqlite://file?mode=rwc` (embedded default) or `postgres://…`.
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub redis_url: Option<String>,
+    /// Base64 of 32 bytes; generated and kept in the database when unset.
+    pub encryption_key: Option<Secret>,
+    pub admin_email: Option<String>,
+    pub admin_password: Option<Secret>,
+    pub admin_name: Option<String>,
+    /// Allow webhook URLs on loopback/private addresses (development only).
+    pub webhook_allow_private: bool,
+    /// `text` or `json`.
+    pub log_format: String,
+    pub log_level: String,
+    pub shutdown_grace_seconds: u64,
+    /// HTTP worker threads per listener (0 = one per core).
+    pub workers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            proxy_addr: "0.0.0.0:8080".into(),
+            admin_addr: "127.0.0.1:8081".into(),
+            database_url: "sqlite://tollgate.db?mode=rwc".into(),
+            database_max_connections: 16,
+            redis_url: None,
+            encryption_key: None,
+            admin_email: None,
+            admin_password: None,
+            admin_name: None,
+            webhook_allow_private: false,
+            log_format: "text".into(),
+            log_level: "info".into(),
+            shutdown_grace_seconds: 30,
+            workers: 0,
+        }
+    }
+}
+
+/// Values given as CLI flags (highest precedence); `None` = not given.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    /// Loads the layered configuration; `file` defaults to `tollgate.toml` (optional).
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, Box<figment::Error>> {
+        let file = file.unwrap_or(Path::new("tollgate.toml"));
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("TOLLGATE_"))
+            .merge(Serialized::globals(overrides))
+            .extract()
+            .map_err(Box::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_is_flag_over_env_over_file_over_default() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "t.toml",
+                "admin_addr = \"127.0.0.1:1\"\nproxy_addr = \"127.0.0.1:2\"\nlog_level = \"debug\"",
+            )?;
+            jail.set_env("TOLLGATE_PROXY_ADDR", "127.0.0.1:3");
+            jail.set_env("TOLLGATE_DATABASE_URL", "postgres://env");
+            let overrides = Overrides {
+                database_url: Some("postgres://flag".into()),
+                ..Overrides::default()
+            };
+            let config = Config::load(Some(Path::new("t.toml")), &overrides).expect("loads");
+            assert_eq!(config.admin_addr, "127.0.0.1:1");
+            assert_eq!(config.proxy_addr, "127.0.0.1:3");
+            assert_eq!(config.database_url, "postgres://flag");
+            assert_eq!(config.log_level, "debug");
+            assert_eq!(config.shutdown_grace_seconds, 30);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let config = Config {
+            admin_password: Some(Secret::from("hunter2hunter2".to_owned())),
+            ..Config::default()
+        };
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,176 @@
+//! Wiring: the store, the ports, the use cases and both listeners. `build` binds first so
+//! callers (tests) can ask for port 0 and read the real ports back.
+
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
+use anyhow::Context;
+use migration::{Migrator, MigratorTrait};
+use serde_json::json;
+use tollgate_adapters::{
+    http::{admin, proxy, request_id},
+    persistence::SeaStore,
+    security::{AesVault, Argon2Passwords, RandomSecrets, SystemClock, UlidIds},
+};
+use tollgate_domain::{
+    auth::Authentication,
+    bootstrap,
+    ports::{Ports, Settings, Store},
+    query::Cond,
+    service::ResourceService,
+};
+
+use crate::config::Config;
+
+/// Opens the database and applies pending migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<SeaStore> {
+    let store = SeaStore::connect(&config.database_url, config.database_max_connections)
+        .await
+        .with_context(|| "cannot open the database")?;
+    Migrator::up(store.connection(), None)
+        .await
+        .context("cannot apply migrations")?;
+    Ok(store)
+}
+
+/// The encryption key: configured, or generated once and kept in the database.
+async fn encryption_key(store: &SeaStore, config: &Config) -> anyhow::Result<[u8; 32]> {
+    if let Some(key) = &config.encryption_key {
+        return AesVault::decode_key(key.expose())
+            .context("TOLLGATE_ENCRYPTION_KEY must be base64 of 32 bytes");
+    }
+    let mut session = store.read().await?;
+    if let Some(row) = session
+        .find("settings", Cond::eq("key", "encryption_key"))
+        .await?
+    {
+        let stored = row
+            .get("value")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        return AesVault::decode_key(stored).context("the stored encryption key is corrupt");
+    }
+    tracing::warn!(
+        "TOLLGATE_ENCRYPTION_KEY is not set; generated one and stored it in the database"
+    );
+    let key = AesVault::generate_key();
+    let mut row = tollgate_domain::Row::new();
+    row.insert("key".into(), json!("encryption_key"));
+    row.insert("value".into(), json!(key));
+    session.insert("settings", &row).await?;
+    AesVault::decode_key(&key).context("generated key")
+}
+
+/// The use cases over a store, with the production adapters.
+pub async fn services(
+    store: SeaStore,
+    config: &Config,
+) -> anyhow::Result<(ResourceService, Authentication)> {
+    let key = encryption_key(&store, config).await?;
+    let ports = Ports {
+        store: Arc::new(store),
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(UlidIds::default()),
+        secrets: Arc::new(RandomSecrets),
+        passwords: Arc::new(Argon2Passwords),
+        vault: Arc::new(AesVault::new(&key)),
+        settings: Settings {
+            webhook_allow_private: config.webhook_allow_private,
+        },
+    };
+    Ok((
+        ResourceService::new(ports.clone()),
+        Authentication::new(ports),
+    ))
+}
+
+/// Creates the admin named by `TOLLGATE_ADMIN_EMAIL`/`_PASSWORD` when no active admin exists.
+async fn bootstrap_from_env(service: &ResourceService, config: &Config) -> anyhow::Result<()> {
+    if bootstrap::has_active_admin(service).await? {
+        return Ok(());
+    }
+    match (&config.admin_email, &config.admin_password) {
+        (Some(email), Some(password)) => {
+            let name = config.admin_name.clone().unwrap_or_default();
+            bootstrap::create_admin(service, email, &name, password.expose(), false)
+                .await
+                .context("cannot create the admin from TOLLGATE_ADMIN_EMAIL")?;
+            tracing::info!(%email, "created the first admin");
+        }
+        _ => tracing::warn!(
+            "no active admin exists: run `tollgate admin create` or set TOLLGATE_ADMIN_EMAIL and TOLLGATE_ADMIN_PASSWORD"
+        ),
+    }
+    Ok(())
+}
+
+pub struct Application {
+    admin_port: u16,
+    proxy_port: u16,
+    admin: Server,
+    proxy: Server,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = open_store(&config).await?;
+        let (service, auth) = services(store, &config).await?;
+        bootstrap_from_env(&service, &config).await?;
+        let admin_listener = TcpListener::bind(&config.admin_addr)
+            .with_context(|| format!("cannot bind the admin listener {}", config.admin_addr))?;
+        let proxy_listener = TcpListener::bind(&config.proxy_addr)
+            .with_context(|| format!("cannot bind the proxy listener {}", config.proxy_addr))?;
+        let admin_port = admin_listener.local_addr()?.port();
+        let proxy_port = proxy_listener.local_addr()?.port();
+        let workers = if config.workers == 0 {
+            std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(2)
+        } else {
+            config.workers
+        };
+        let grace = config.shutdown_grace_seconds;
+        let state = web::Data::new(admin::AdminState { service, auth });
+        let admin = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(from_fn(request_id::middleware))
+                .configure(admin::configure)
+        })
+        .workers(workers)
+        .shutdown_timeout(grace)
+        .client_request_timeout(Duration::from_secs(30))
+        .listen(admin_listener)?
+        .run();
+        let proxy = HttpServer::new(|| {
+            App::new()
+                .wrap(from_fn(request_id::middleware))
+                .configure(proxy::configure)
+        })
+        .workers(workers)
+        .shutdown_timeout(grace)
+        .listen(proxy_listener)?
+        .run();
+        tracing::info!(admin_port, proxy_port, "listening");
+        Ok(Self {
+            admin_port,
+            proxy_port,
+            admin,
+            proxy,
+        })
+    }
+
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    pub fn proxy_port(&self) -> u16 {
+        self.proxy_port
+    }
+
+    /// Serves until both listeners stop (SIGINT/SIGTERM stop them gracefully).
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        tokio::try_join!(self.admin, self.proxy)?;
+        Ok(())
+    }
+}

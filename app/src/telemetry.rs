@@ -1,0 +1,13 @@
+//! Log output: text or JSON lines, filtered by `TOLLGATE_LOG_LEVEL` (or `RUST_LOG`).
+
+use tracing_subscriber::{EnvFilter, fmt};
+
+pub fn init(format: &str, level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

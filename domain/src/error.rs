@@ -1,0 +1,104 @@
+//! The domain's one error type. The HTTP edge maps each variant to a JSON:API error once.
+
+use thiserror::Error;
+
+/// Which member of the request document a problem is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Member {
+    Attribute(String),
+    Relationship(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    UnknownAttribute,
+    ReadOnlyAttribute,
+    UnknownRelationship,
+    Invalid,
+}
+
+/// One 422 problem; all problems of a request are reported together, in document order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub member: Member,
+    pub kind: ProblemKind,
+    pub detail: String,
+}
+
+impl Problem {
+    pub fn invalid_attr(name: &str, detail: impl Into<String>) -> Self {
+        Self {
+            member: Member::Attribute(name.to_owned()),
+            kind: ProblemKind::Invalid,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn invalid_rel(name: &str, detail: impl Into<String>) -> Self {
+        Self {
+            member: Member::Relationship(name.to_owned()),
+            kind: ProblemKind::Invalid,
+            detail: detail.into(),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum DomainError {
+    #[error("not found")]
+    NotFound,
+    #[error("validation failed")]
+    Invalid(Vec<Problem>),
+    /// A relationship names a resource that does not exist (or is not visible).
+    #[error("related resource not found: {relationship}")]
+    RelatedNotFound {
+        relationship: String,
+        /// Index inside a to-many linkage array.
+        index: Option<usize>,
+    },
+    #[error("{relationship} must reference {expected}")]
+    RelationshipTypeMismatch {
+        relationship: String,
+        expected: &'static str,
+        index: Option<usize>,
+    },
+    #[error("relationship {0} cannot be changed")]
+    ReadOnlyRelationship(String),
+    #[error("{attribute} is already taken")]
+    Conflict { attribute: String },
+    #[error("{0}")]
+    ResourceInUse(String),
+    #[error("{0}")]
+    CannotModifySelf(String),
+    #[error("{0}")]
+    LastAdmin(String),
+    #[error("the API key is revoked")]
+    KeyRevoked,
+    #[error("{0}")]
+    LimitReached(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Failures of a driven adapter (database, hasher, …).
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// A unique index rejected the write; `column` names the attribute when known.
+    #[error("unique value taken: {column}")]
+    Unique { column: String },
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+impl From<StoreError> for DomainError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unique { column } => DomainError::Conflict { attribute: column },
+            other => DomainError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Ports: what the domain needs from the outside world. Adapters implement them; `app` wires them.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::{
+    Row, Timestamp,
+    error::StoreError,
+    query::{Cond, ListQuery},
+};
+
+pub use crate::error::StoreError as PortError;
+
+/// The database. Every write goes through a transaction; reads may use an autocommit session.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A transaction: nothing is visible to others before [`Session::commit`].
+    async fn begin(&self) -> Result<Box<dyn Session>, StoreError>;
+    /// An autocommit session for reads.
+    async fn read(&self) -> Result<Box<dyn Session>, StoreError>;
+}
+
+/// Table-level access. Tables and columns carry the domain's names; rows are canonical
+/// [`Row`]s (timestamps as epoch milliseconds, lists and objects as JSON).
+#[async_trait]
+pub trait Session: Send {
+    async fn list(&mut self, table: &str, query: &ListQuery) -> Result<Vec<Row>, StoreError>;
+    async fn count(&mut self, table: &str, cond: &Cond) -> Result<u64, StoreError>;
+    async fn insert(&mut self, table: &str, row: &Row) -> Result<(), StoreError>;
+    /// Replaces the row with the same `id`.
+    async fn update(&mut self, table: &str, row: &Row) -> Result<(), StoreError>;
+    /// Hard delete (join rows, expired records).
+    async fn delete_where(&mut self, table: &str, cond: &Cond) -> Result<u64, StoreError>;
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+impl dyn Session + '_ {
+    /// The first row matching `cond`, in id order.
+    pub async fn find(&mut self, table: &str, cond: Cond) -> Result<Option<Row>, StoreError> {
+        Ok(self
+            .list(table, &ListQuery::all(cond, 1))
+            .await?
+            .into_iter()
+            .next())
+    }
+}
+
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+pub trait IdGenerator: Send + Sync + 'static {
+    /// `prefix` + a fresh, time-ordered 26-character ULID.
+    fn new_id(&self, prefix: &str) -> String;
+}
+
+/// Random secrets and their digests (API keys, webhook secrets).
+pub trait SecretMint: Send + Sync + 'static {
+    /// `tg_<kind>_` followed by 40 random alphanumerics.
+    fn api_key(&self, kind: &str) -> String;
+    /// The stored form of an API key (hex SHA-256).
+    fn digest(&self, key: &str) -> String;
+    /// `whsec_` + base64 of 32 random bytes.
+    fn webhook_secret(&self) -> String;
+}
+
+#[async_trait]
+pub trait PasswordHasher: Send + Sync + 'static {
+    async fn hash(&self, password: &str) -> Result<String, StoreError>;
+    async fn verify(&self, password: &str, hash: &str) -> Result<bool, StoreError>;
+}
+
+/// Symmetric encryption of stored credentials (upstream `auth_value`, group credentials).
+pub trait Vault: Send + Sync + 'static {
+    fn seal(&self, plaintext: &str) -> Result<String, StoreError>;
+    fn open(&self, sealed: &str) -> Result<String, StoreError>;
+}
+
+/// Everything the use cases need, bundled for wiring.
+#[derive(Clone)]
+pub struct Ports {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdGenerator>,
+    pub secrets: Arc<dyn SecretMint>,
+    pub passwords: Arc<dyn PasswordHasher>,
+    pub vault: Arc<dyn Vault>,
+    pub settings: Settings,
+}
+
+/// Switches the domain's rules read from configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Allow webhook URLs on loopback/private/link-local addresses (development, tests).
+    pub webhook_allow_private: bool,
+}

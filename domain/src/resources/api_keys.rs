@@ -1,0 +1,247 @@
+//! API keys: `tg_live_…` for the proxy, `tg_admin_…` for the admin API. Only a digest is stored.
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use crate::{
+    Actor, DomainError, Row, Timestamp,
+    query::{CmpOp, Cond, ListQuery},
+    schema::{
+        AttrSpec, AttrType, Default, FilterSpec, OnCreate, OnUpdate, RelSpec, ResourceSchema,
+    },
+    service::{Ctx, Draft, ResourceRules},
+};
+
+pub const KINDS: &[&str] = &["live", "admin"];
+pub const STATUSES: &[&str] = &["active", "expired", "revoked"];
+/// Non-revoked keys one user may hold.
+pub const MAX_KEYS_PER_USER: u64 = 100;
+
+const KIND: AttrSpec = AttrSpec::one_of("kind", KINDS)
+    .default(Default::Text("live"))
+    .create_only();
+const PREFIX: AttrSpec = AttrSpec::text("prefix", 0, 16).read_only();
+
+pub static SCHEMA: ResourceSchema = ResourceSchema {
+    type_name: "api_keys",
+    path: "api-keys",
+    id_prefix: "key_",
+    soft_delete: true,
+    attributes: &[
+        AttrSpec::text("name", 1, 100).required(),
+        KIND,
+        PREFIX,
+        AttrSpec::timestamp("expires_at").nullable(),
+        AttrSpec::one_of("status", STATUSES).read_only(),
+        AttrSpec::timestamp("last_used_at").nullable().read_only(),
+        AttrSpec::timestamp("revoked_at").nullable().read_only(),
+        AttrSpec::timestamp("rotated_at").nullable().read_only(),
+    ],
+    relationships: &[
+        RelSpec::to_one("user", "users", "user_id").writable(OnCreate::Optional, OnUpdate::Never),
+        RelSpec::to_one("group", "groups", "group_id")
+            .nullable()
+            .writable(OnCreate::Optional, OnUpdate::Never),
+    ],
+    sorts: &["name", "last_used_at", "expires_at"],
+    filters: &[
+        FilterSpec::to_one("user", "user_id"),
+        FilterSpec::to_one("group", "group_id"),
+        FilterSpec::attr(KIND),
+        FilterSpec::custom("status", status_filter),
+        FilterSpec {
+            name: "prefix",
+            kind: crate::schema::FilterKind::Attr("prefix", AttrType::Text { min: 0, max: 16 }),
+        },
+    ],
+    search: &["name"],
+};
+
+pub struct ApiKeys;
+
+#[async_trait]
+impl ResourceRules for ApiKeys {
+    fn schema(&self) -> &'static ResourceSchema {
+        &SCHEMA
+    }
+
+    /// A `user` sees their own keys.
+    fn visibility(&self, actor: &Actor) -> Cond {
+        super::users::own_only(actor, "user_id")
+    }
+
+    fn decorate(&self, row: &mut Row, now: Timestamp) {
+        let status = status_of(row, now);
+        row.insert("status".into(), json!(status));
+    }
+
+    async fn before_create(&self, ctx: &mut Ctx<'_>, draft: &mut Draft) -> Result<(), DomainError> {
+        if !draft.rels_given.contains(&"user") {
+            match (&ctx.actor.user_id, ctx.actor.is_admin()) {
+                (Some(me), false) => draft.set("user_id", me.clone()),
+                _ => draft.invalid_rel("user", "user is required"),
+            }
+        }
+        check_expiry(ctx.now, draft);
+        let kind = draft.str("kind").unwrap_or("live").to_owned();
+        let owner_id = draft.str("user_id").map(str::to_owned);
+        if let Some(owner_id) = &owner_id {
+            let owner = ctx
+                .tx
+                .find(
+                    "users",
+                    Cond::is_null("deleted_at").and(Cond::eq("id", owner_id.clone())),
+                )
+                .await?;
+            if kind == "admin"
+                && owner
+                    .as_ref()
+                    .is_some_and(|o| o.get("role") != Some(&json!("admin")))
+            {
+                draft.invalid("kind", "admin keys can only belong to admins");
+            }
+        }
+        if !draft.problems.is_empty() {
+            return Ok(());
+        }
+        if let Some(owner_id) = owner_id {
+            let held = Cond::All(vec![
+                Cond::is_null("deleted_at"),
+                Cond::is_null("revoked_at"),
+                Cond::eq("user_id", owner_id),
+            ]);
+            if ctx.tx.count("api_keys", &held).await? >= MAX_KEYS_PER_USER {
+                return Err(DomainError::LimitReached(format!(
+                    "a user may hold at most {MAX_KEYS_PER_USER} active keys"
+                )));
+            }
+        }
+        let key = ctx.ports.secrets.api_key(&kind);
+        draft.set("key_digest", ctx.ports.secrets.digest(&key));
+        draft.set("prefix", key.chars().take(16).collect::<String>());
+        draft.set("previous_key_digest", Value::Null);
+        draft.set("previous_key_expires_at", Value::Null);
+        draft.meta.insert("key".into(), json!(key));
+        Ok(())
+    }
+
+    async fn before_update(
+        &self,
+        ctx: &mut Ctx<'_>,
+        before: &Row,
+        draft: &mut Draft,
+    ) -> Result<(), DomainError> {
+        if draft.was_given("expires_at") && draft.row.get("expires_at") != before.get("expires_at")
+        {
+            check_expiry(ctx.now, draft);
+        }
+        if draft.problems.is_empty() && !before.get("revoked_at").is_none_or(Value::is_null) {
+            return Err(DomainError::KeyRevoked);
+        }
+        Ok(())
+    }
+
+    /// Deleting a key also revokes it.
+    async fn before_delete(&self, ctx: &mut Ctx<'_>, row: &mut Row) -> Result<(), DomainError> {
+        let id = row.get("id").cloned().unwrap_or(Value::Null);
+        revoke_where(ctx, Cond::Eq("id".into(), id)).await?;
+        if let Some(fresh) = ctx
+            .tx
+            .find("api_keys", Cond::Eq("id".into(), row["id"].clone()))
+            .await?
+        {
+            *row = fresh;
+        }
+        Ok(())
+    }
+}
+
+fn check_expiry(now: Timestamp, draft: &mut Draft) {
+    if let Some(at) = draft.row.get("expires_at").and_then(Value::as_i64)
+        && at <= now.millis()
+    {
+        draft.invalid("expires_at", "expires_at must be in the future");
+    }
+}
+
+/// `status` is derived: revoked wins, then expiry.
+pub fn status_of(row: &Row, now: Timestamp) -> &'static str {
+    if row.get("revoked_at").is_some_and(|v| !v.is_null()) {
+        "revoked"
+    } else if row
+        .get("expires_at")
+        .and_then(Value::as_i64)
+        .is_some_and(|at| at <= now.millis())
+    {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
+fn status_filter(values: &[String], now: Timestamp) -> Result<Cond, String> {
+    let mut any = Vec::new();
+    for value in values {
+        any.push(match value.as_str() {
+            "revoked" => Cond::not_null("revoked_at"),
+            "expired" => Cond::All(vec![
+                Cond::is_null("revoked_at"),
+                Cond::cmp("expires_at", CmpOp::Le, now.millis()),
+            ]),
+            "active" => Cond::All(vec![
+                Cond::is_null("revoked_at"),
+                Cond::Any(vec![
+                    Cond::is_null("expires_at"),
+                    Cond::cmp("expires_at", CmpOp::Gt, now.millis()),
+                ]),
+            ]),
+            other => return Err(format!("{other:?} is not one of {}", STATUSES.join(", "))),
+        });
+    }
+    Ok(Cond::Any(any))
+}
+
+/// Revokes every live, un-revoked key matching `cond`, each with `api_key.revoked`.
+pub async fn revoke_where(ctx: &mut Ctx<'_>, cond: Cond) -> Result<(), DomainError> {
+    let cond = Cond::All(vec![
+        Cond::is_null("deleted_at"),
+        Cond::is_null("revoked_at"),
+        cond,
+    ]);
+    let keys = ctx
+        .tx
+        .list("api_keys", &ListQuery::all(cond, 100_000))
+        .await?;
+    for before in keys {
+        revoke_row(ctx, &before).await?;
+    }
+    Ok(())
+}
+
+/// Revokes one key row (no-op if already revoked); returns the new row.
+pub async fn revoke_row(ctx: &mut Ctx<'_>, before: &Row) -> Result<Row, DomainError> {
+    if before.get("revoked_at").is_some_and(|v| !v.is_null()) {
+        return Ok(before.clone());
+    }
+    let mut after = before.clone();
+    after.insert("revoked_at".into(), json!(ctx.now.millis()));
+    after.insert("updated_at".into(), json!(ctx.now.millis()));
+    ctx.tx.update("api_keys", &after).await?;
+    let previous = crate::service::changed_attributes(&SCHEMA, before, &after);
+    let mut shown = after.clone();
+    shown.insert("status".into(), json!("revoked"));
+    let mut data = json!({"object": SCHEMA.public_object(&shown), "previous_attributes": previous});
+    data["actor_id"] = json!(ctx.actor.user_id);
+    let id = after["id"].as_str().unwrap_or_default().to_owned();
+    ctx.emit("api_key.revoked", &SCHEMA, &id, data);
+    Ok(after)
+}
+
+/// `POST /api/api-keys/{id}/revoke`: idempotent.
+pub async fn revoke(ctx: &mut Ctx<'_>, id: &str) -> Result<Row, DomainError> {
+    let scope = ApiKeys
+        .visibility(ctx.actor)
+        .and(Cond::is_null("deleted_at"));
+    let before = crate::service::load(ctx.tx, &SCHEMA, scope, id).await?;
+    revoke_row(ctx, &before).await
+}

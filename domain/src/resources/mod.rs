@@ -1,0 +1,33 @@
+//! The seven writable resource types. Each module declares its schema and rules.
+
+pub mod api_keys;
+pub mod checks;
+pub mod groups;
+pub mod plans;
+pub mod routes;
+pub mod upstreams;
+pub mod users;
+pub mod webhooks;
+
+use crate::service::ResourceRules;
+
+/// Every writable type, in the order the spec lists them.
+pub const ALL: [&'static dyn ResourceRules; 7] = [
+    &users::Users,
+    &plans::Plans,
+    &api_keys::ApiKeys,
+    &routes::Routes,
+    &upstreams::Upstreams,
+    &groups::Groups,
+    &webhooks::Webhooks,
+];
+
+/// The rules of a JSON:API type (`"api_keys"`).
+pub fn by_type(type_name: &str) -> Option<&'static dyn ResourceRules> {
+    ALL.into_iter().find(|r| r.schema().type_name == type_name)
+}
+
+/// The rules behind a path segment (`"api-keys"`).
+pub fn by_path(segment: &str) -> Option<&'static dyn ResourceRules> {
+    ALL.into_iter().find(|r| r.schema().path == segment)
+}

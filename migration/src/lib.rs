@@ -1,0 +1,19 @@
+//! Tollgate's schema. One migration list serves SQLite and PostgreSQL: tables are built with
+//! sea-query (portable types), and the partial, case-insensitive unique indexes use the SQL both
+//! engines share (`CREATE UNIQUE INDEX … (lower(col)) WHERE deleted_at IS NULL`).
+//!
+//! Timestamps are BIGINT milliseconds since the epoch (identical ordering on both engines).
+
+pub use sea_orm_migration::prelude::*;
+
+mod builders;
+mod m0001_foundation;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_foundation::Migration)]
+    }
+}
