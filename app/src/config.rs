@@ -107,6 +107,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure signature
     fn precedence_is_flag_over_env_over_file_over_default() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -41,7 +41,7 @@ async fn encryption_key(store: &SeaStore, config: &Config) -> anyhow::Result<[u8
     }
     let mut session = store.read().await?;
     if let Some(row) = session
-        .find("settings", Cond::eq("key", "encryption_key"))
+        .find("settings", Cond::eq("id", "encryption_key"))
         .await?
     {
         let stored = row
@@ -55,7 +55,7 @@ async fn encryption_key(store: &SeaStore, config: &Config) -> anyhow::Result<[u8
     );
     let key = AesVault::generate_key();
     let mut row = tollgate_domain::Row::new();
-    row.insert("key".into(), json!("encryption_key"));
+    row.insert("id".into(), json!("encryption_key"));
     row.insert("value".into(), json!(key));
     session.insert("settings", &row).await?;
     AesVault::decode_key(&key).context("generated key")

@@ -219,7 +219,7 @@ impl MigrationTrait for Migration {
                 int("expires_at"),
             ],
         ));
-        tables.push(table("settings", vec![col_key(), text("value")]));
+        tables.push(table("settings", vec![id(), text("value")]));
         for stmt in tables {
             manager.create_table(stmt).await?;
         }
@@ -294,12 +294,4 @@ impl MigrationTrait for Migration {
         }
         Ok(())
     }
-}
-
-fn col_key() -> ColumnDef {
-    ColumnDef::new(Alias::new("key"))
-        .text()
-        .not_null()
-        .primary_key()
-        .to_owned()
 }

@@ -1,1 +1,341 @@
+//! Black-box harness: the real application on 127.0.0.1 (random ports) over a fresh database.
+//!
+//! Backend: SQLite temp file by default; PostgreSQL when `TOLLGATE_TEST_BACKEND=postgres`
+//! (server from `TOLLGATE_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`),
+//! one new database per test.
 
+use std::sync::Once;
+
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tollgate::{
+    config::Config,
+    startup::{self, Application},
+};
+
+pub const MT: &str = "application/vnd.api+json";
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+static INIT: Once = Once::new();
+
+fn init() {
+    INIT.call_once(|| {
+        tollgate::install_crypto_provider();
+        if std::env::var_os("TEST_LOG").is_some() {
+            tollgate::telemetry::init("text", "debug");
+        }
+    });
+}
+
+/// Which database the suite runs against.
+pub fn backend_is_postgres() -> bool {
+    std::env::var("TOLLGATE_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// A fresh, empty database URL for one test.
+pub async fn fresh_database_url() -> String {
+    let name = format!(
+        "tg_test_{}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    );
+    if backend_is_postgres() {
+        let server = std::env::var("TOLLGATE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let admin = Database::connect(&server)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {server} is not reachable: {e}"));
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(&server);
+        format!("{base}/{name}")
+    } else {
+        let path = std::env::temp_dir().join(format!("{name}.db"));
+        format!("sqlite://{}?mode=rwc", path.display())
+    }
+}
+
+pub struct TestApp {
+    pub admin: String,
+    pub proxy: String,
+    pub client: Client,
+    pub admin_key: String,
+    pub admin_id: String,
+    pub database_url: String,
+}
+
+/// The configuration every test app starts from.
+pub fn test_config(database_url: &str) -> Config {
+    Config {
+        admin_addr: "127.0.0.1:0".into(),
+        proxy_addr: "127.0.0.1:0".into(),
+        database_url: database_url.to_owned(),
+        database_max_connections: 5,
+        webhook_allow_private: true,
+        workers: 1,
+        shutdown_grace_seconds: 1,
+        ..Config::default()
+    }
+}
+
+/// Starts the application with a fresh database and a bootstrapped admin (with an admin key).
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    init();
+    let database_url = fresh_database_url().await;
+    let mut config = test_config(&database_url);
+    adjust(&mut config);
+    let app = Application::build(config.clone())
+        .await
+        .expect("application starts");
+    let (admin_port, proxy_port) = (app.admin_port(), app.proxy_port());
+    tokio::spawn(app.run_until_stopped());
+    let store = startup::open_store(&config).await.expect("store");
+    let (service, _) = startup::services(store, &config).await.expect("services");
+    let created = tollgate_domain::bootstrap::create_admin(
+        &service,
+        ADMIN_EMAIL,
+        "Admin",
+        ADMIN_PASSWORD,
+        true,
+    )
+    .await
+    .expect("bootstrap admin");
+    TestApp {
+        admin: format!("http://127.0.0.1:{admin_port}"),
+        proxy: format!("http://127.0.0.1:{proxy_port}"),
+        client: Client::builder().no_proxy().build().expect("client"),
+        admin_key: created.admin_key.expect("admin key"),
+        admin_id: created.user_id,
+        database_url,
+    }
+}
+
+/// A response read whole: status, headers and JSON body (`Null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub async fn from(response: Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The first error's code.
+    pub fn code(&self) -> &str {
+        self.body["errors"][0]["code"].as_str().unwrap_or_default()
+    }
+
+    pub fn pointer(&self) -> &str {
+        self.body["errors"][0]["source"]["pointer"]
+            .as_str()
+            .unwrap_or_default()
+    }
+
+    pub fn parameter(&self) -> &str {
+        self.body["errors"][0]["source"]["parameter"]
+            .as_str()
+            .unwrap_or_default()
+    }
+
+    /// Every error as `(code, pointer)`.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| {
+                        (
+                            e["code"].as_str().unwrap_or_default().to_owned(),
+                            e["source"]["pointer"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn id(&self) -> String {
+        self.body["data"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    pub fn attr(&self, name: &str) -> &Value {
+        &self.body["data"]["attributes"][name]
+    }
+
+    /// Asserts the status, showing the body when it differs.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        self
+    }
+
+    /// Asserts a JSON:API error: status, code and (when given) pointer.
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, code: &str, pointer: Option<&str>) -> &Self {
+        self.expect(status);
+        assert_eq!(self.code(), code, "body: {}", self.body);
+        if let Some(pointer) = pointer {
+            assert_eq!(self.pointer(), pointer, "body: {}", self.body);
+        }
+        assert_eq!(
+            self.header("content-type"),
+            Some(MT),
+            "errors are JSON:API documents"
+        );
+        assert_eq!(self.body["errors"][0]["status"], json!(status.to_string()));
+        self
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.admin)
+    }
+
+    /// A request with the admin key and the JSON:API `Accept`.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.bare_request(method, path).header("Accept", MT)
+    }
+
+    /// A request with the admin key only (no `Accept`).
+    pub fn bare_request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .header("Authorization", format!("Bearer {}", self.admin_key))
+    }
+
+    pub async fn send(&self, builder: RequestBuilder) -> Reply {
+        Reply::from(builder.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(self.request(Method::DELETE, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.write(Method::POST, path, body).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.write(Method::PATCH, path, body).await
+    }
+
+    pub async fn write(&self, method: Method, path: &str, body: Value) -> Reply {
+        self.send(
+            self.request(method, path)
+                .header("Content-Type", MT)
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    /// Creates a resource and returns the reply (asserting 201).
+    pub async fn create(
+        &self,
+        path: &str,
+        type_name: &str,
+        attributes: Value,
+        relationships: Value,
+    ) -> Reply {
+        let mut data = json!({"type": type_name, "attributes": attributes});
+        if !relationships.is_null() {
+            data["relationships"] = relationships;
+        }
+        let reply = self
+            .post(&format!("/api/{path}"), json!({ "data": data }))
+            .await;
+        reply.expect(201);
+        reply
+    }
+
+    /// `PATCH /api/{path}/{id}` with the given attributes.
+    pub async fn patch_attributes(
+        &self,
+        path: &str,
+        type_name: &str,
+        id: &str,
+        attributes: Value,
+    ) -> Reply {
+        self.patch(
+            &format!("/api/{path}/{id}"),
+            json!({"data": {"type": type_name, "id": id, "attributes": attributes}}),
+        )
+        .await
+    }
+
+    pub async fn create_plan(&self, name: &str) -> String {
+        self.create("plans", "plans", json!({ "name": name }), Value::Null)
+            .await
+            .id()
+    }
+
+    pub async fn create_user(&self, email: &str) -> String {
+        self.create(
+            "users",
+            "users",
+            json!({ "email": email, "name": "Someone" }),
+            Value::Null,
+        )
+        .await
+        .id()
+    }
+
+    pub async fn create_upstream(&self, name: &str, base_url: &str) -> String {
+        self.create(
+            "upstreams",
+            "upstreams",
+            json!({ "name": name, "base_url": base_url }),
+            Value::Null,
+        )
+        .await
+        .id()
+    }
+}
+
+/// `{"data": {"type": t, "id": id}}` linkage.
+pub fn link(type_name: &str, id: &str) -> Value {
+    json!({"data": {"type": type_name, "id": id}})
+}

@@ -96,7 +96,7 @@ table!(sessions, "sessions", keys: { id: String }, columns: {
     user_id: String, state: Json, created_at: i64, last_seen_at: i64, expires_at: i64,
 });
 
-table!(settings, "settings", keys: { key: String }, columns: {
+table!(settings, "settings", keys: { id: String }, columns: {
     value: String,
 });
 

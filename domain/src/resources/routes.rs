@@ -147,12 +147,12 @@ fn check(draft: &mut Draft) {
             } else {
                 "exact"
             };
-            if draft.row.get("host_match_type").is_none_or(Value::is_null)
-                || !draft.was_given("host_match_type") && !draft.was_given("host_pattern")
-            {
-                if draft.row.get("host_match_type").is_none_or(Value::is_null) {
-                    draft.set("host_match_type", inferred);
-                }
+            let unset = draft.row.get("host_match_type").is_none_or(Value::is_null);
+            let stale = draft.was_given("host_pattern")
+                && !draft.was_given("host_match_type")
+                && draft.str("host_match_type") != Some("regex");
+            if unset || stale {
+                draft.set("host_match_type", inferred);
             }
             if draft.str("host_match_type") == Some("regex") && regex::Regex::new(&host).is_err() {
                 draft.invalid(

@@ -26,10 +26,13 @@ fn split_media(range: &str) -> (String, Vec<(String, String)>, bool) {
 
 /// 406 when `Accept` names the JSON:API type only in forms we cannot serve.
 pub fn check_accept(req: &HttpRequest) -> Result<(), ApiError> {
-    let Some(accept) = req.headers().get(header::ACCEPT) else {
-        return Ok(());
-    };
-    let accept = accept.to_str().unwrap_or_default();
+    // Several Accept headers count as one comma-separated list (RFC 9110 §5.3).
+    let accept = req
+        .headers()
+        .get_all(header::ACCEPT)
+        .map(|v| v.to_str().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(",");
     let instances: Vec<bool> = accept
         .split(',')
         .map(split_media)

@@ -101,14 +101,13 @@ pub fn parse(
         let (name, value) = (name.into_owned(), value.into_owned());
         let (family, inner, tail) = split_name(&name);
         let repeatable = name == "filter[id][]";
-        let known = match (family, inner, tail) {
-            ("include" | "sort", None, "") => true,
-            ("fields", Some(_), "") => true,
-            ("filter", Some(_), "") => true,
-            ("filter", Some("id"), "[]") => true,
-            ("page", Some("number" | "size"), "") => true,
-            _ => false,
-        };
+        let known = matches!(
+            (family, inner, tail),
+            ("include" | "sort", None, "")
+                | ("fields" | "filter", Some(_), "")
+                | ("filter", Some("id"), "[]")
+                | ("page", Some("number" | "size"), "")
+        );
         if !known {
             return Err(bad_param(
                 &name,

@@ -1,0 +1,4 @@
+//! The admin API, black-box: one binary, one module per concern.
+
+mod jsonapi;
+mod plans;
