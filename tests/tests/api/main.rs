@@ -1,4 +1,10 @@
 //! The admin API, black-box: one binary, one module per concern.
 
+mod api_keys;
+mod groups;
 mod jsonapi;
 mod plans;
+mod routes;
+mod upstreams;
+mod users;
+mod webhooks;
