@@ -7,7 +7,10 @@ pub(crate) mod tables;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, TransactionTrait};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DbBackend, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
 use tollgate_domain::{
     error::StoreError,
     ports::{Session, Store},
@@ -69,8 +72,18 @@ impl SeaStore {
 
 #[async_trait]
 impl Store for SeaStore {
+    /// On SQLite the write lock is taken at `BEGIN` (IMMEDIATE): a deferred transaction that
+    /// reads, then writes, fails with `SQLITE_BUSY` when another writer got there first.
     async fn begin(&self) -> Result<Box<dyn Session>, StoreError> {
-        let tx = self.db.begin().await.map_err(session::store_error)?;
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        let tx = self
+            .db
+            .begin_with_options(options)
+            .await
+            .map_err(session::store_error)?;
         Ok(Box::new(SeaSession::transaction(tx)))
     }
 

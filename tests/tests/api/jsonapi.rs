@@ -516,3 +516,23 @@ async fn sorting_filtering_fieldsets_and_include() {
         json!("/docs/openapi.json")
     );
 }
+
+#[tokio::test]
+async fn concurrent_writes_all_succeed() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let id = app.create_plan("Shared").await;
+    let mut tasks = Vec::new();
+    for n in 0..16 {
+        let app = app.clone();
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            let created = app.post("/api/plans", json!({"data": {"type": "plans", "attributes": {"name": format!("P{n}")}}})).await;
+            let patched = app.patch_attributes("plans", "plans", &id, json!({"price_monthly": n})).await;
+            (created.status.as_u16(), patched.status.as_u16())
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), (201, 200));
+    }
+    assert_eq!(app.get("/api/plans").await.body["meta"]["total"], json!(18));
+}
