@@ -221,3 +221,134 @@ mod tests {
         );
     }
 }
+
+/// HS256 JWTs with `iss: "tollgate"`, `aud: "tollgate-admin"`, 30 s leeway; nothing else accepted.
+pub struct JwtCodec {
+    encoding: jsonwebtoken::EncodingKey,
+    decoding: jsonwebtoken::DecodingKey,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct JwtClaims {
+    iss: String,
+    aud: String,
+    sub: String,
+    role: String,
+    sid: String,
+    jti: String,
+    iat: i64,
+    exp: i64,
+}
+
+impl JwtCodec {
+    pub const ISSUER: &'static str = "tollgate";
+    pub const AUDIENCE: &'static str = "tollgate-admin";
+
+    pub fn new(secret: &[u8]) -> Self {
+        Self {
+            encoding: jsonwebtoken::EncodingKey::from_secret(secret),
+            decoding: jsonwebtoken::DecodingKey::from_secret(secret),
+        }
+    }
+}
+
+impl tollgate_domain::ports::TokenCodec for JwtCodec {
+    fn issue(&self, claims: &tollgate_domain::ports::TokenClaims) -> Result<String, StoreError> {
+        let body = JwtClaims {
+            iss: Self::ISSUER.into(),
+            aud: Self::AUDIENCE.into(),
+            sub: claims.sub.clone(),
+            role: claims.role.clone(),
+            sid: claims.sid.clone(),
+            jti: claims.jti.clone(),
+            iat: claims.iat,
+            exp: claims.exp,
+        };
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &body,
+            &self.encoding,
+        )
+        .map_err(|e| StoreError::Other(format!("token signing failed: {e}")))
+    }
+
+    fn verify(&self, token: &str) -> Option<tollgate_domain::ports::TokenClaims> {
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.set_issuer(&[Self::ISSUER]);
+        validation.set_audience(&[Self::AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.leeway = 30;
+        let data = jsonwebtoken::decode::<JwtClaims>(token, &self.decoding, &validation).ok()?;
+        let c = data.claims;
+        Some(tollgate_domain::ports::TokenClaims {
+            sub: c.sub,
+            role: c.role,
+            sid: c.sid,
+            jti: c.jti,
+            iat: c.iat,
+            exp: c.exp,
+        })
+    }
+}
+
+/// Failed-login counters in process memory: 5 per email and 20 per IP within 15 minutes lock
+/// that email or IP for 15 minutes.
+pub struct MemoryThrottle {
+    entries: Mutex<std::collections::HashMap<String, (u32, i64)>>,
+}
+
+impl Default for MemoryThrottle {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+const WINDOW_MS: i64 = 15 * 60 * 1000;
+const EMAIL_LIMIT: u32 = 5;
+const IP_LIMIT: u32 = 20;
+
+impl MemoryThrottle {
+    fn locked(&self, key: &str, limit: u32, now: i64) -> Option<u64> {
+        let entries = self.entries.lock().ok()?;
+        let (count, since) = entries.get(key)?;
+        let left = since + WINDOW_MS - now;
+        (*count >= limit && left > 0).then(|| (left as u64).div_ceil(1000))
+    }
+
+    fn bump(&self, key: String, now: i64) {
+        if let Ok(mut entries) = self.entries.lock() {
+            let entry = entries.entry(key).or_insert((0, now));
+            if entry.1 + WINDOW_MS <= now {
+                *entry = (0, now);
+            }
+            entry.0 += 1;
+            // The lock lasts 15 minutes from the failure that triggered it.
+            if entry.0 == EMAIL_LIMIT || entry.0 == IP_LIMIT {
+                entry.1 = now;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl tollgate_domain::ports::LoginThrottle for MemoryThrottle {
+    async fn retry_after(&self, email: &str, ip: &str) -> Option<u64> {
+        let now = Timestamp::now().millis();
+        self.locked(&format!("email:{email}"), EMAIL_LIMIT, now)
+            .or_else(|| self.locked(&format!("ip:{ip}"), IP_LIMIT, now))
+    }
+
+    async fn record_failure(&self, email: &str, ip: &str) {
+        let now = Timestamp::now().millis();
+        self.bump(format!("email:{email}"), now);
+        self.bump(format!("ip:{ip}"), now);
+    }
+
+    async fn clear(&self, email: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&format!("email:{email}"));
+        }
+    }
+}

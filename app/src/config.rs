@@ -44,9 +44,17 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Base64 of 32 bytes; generated and kept in the database when unset.
     pub encryption_key: Option<Secret>,
+    /// HS256 key for bearer tokens (≥ 32 bytes); generated and kept in the database when unset.
+    pub jwt_secret: Option<Secret>,
     pub admin_email: Option<String>,
     pub admin_password: Option<Secret>,
     pub admin_name: Option<String>,
+    /// Signs session cookies (≥ 64 bytes); generated and kept in the database when unset.
+    pub session_secret: Option<Secret>,
+    /// Mark the session cookie `Secure` (set when the admin API is served over HTTPS).
+    pub cookie_secure: bool,
+    /// Comma-separated origins that may send cookie-authenticated writes besides the admin's own.
+    pub allowed_origins: String,
     /// Allow webhook URLs on loopback/private addresses (development only).
     pub webhook_allow_private: bool,
     /// `text` or `json`.
@@ -66,6 +74,10 @@ impl Default for Config {
             database_max_connections: 16,
             redis_url: None,
             encryption_key: None,
+            jwt_secret: None,
+            session_secret: None,
+            cookie_secure: false,
+            allowed_origins: String::new(),
             admin_email: None,
             admin_password: None,
             admin_name: None,

@@ -3,14 +3,26 @@
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
-use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
+use actix_session::{
+    SessionMiddleware,
+    config::{CookieContentSecurity, PersistentSession},
+};
+use actix_web::{
+    App, HttpServer,
+    cookie::{Key, SameSite, time::Duration as CookieDuration},
+    dev::Server,
+    middleware::from_fn,
+    web,
+};
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use serde_json::json;
 use tollgate_adapters::{
     http::{admin, proxy, request_id},
-    persistence::SeaStore,
-    security::{AesVault, Argon2Passwords, RandomSecrets, SystemClock, UlidIds},
+    persistence::{SeaStore, session_store::DbSessionStore},
+    security::{
+        AesVault, Argon2Passwords, JwtCodec, MemoryThrottle, RandomSecrets, SystemClock, UlidIds,
+    },
 };
 use tollgate_domain::{
     auth::Authentication,
@@ -35,30 +47,40 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SeaStore> {
 
 /// The encryption key: configured, or generated once and kept in the database.
 async fn encryption_key(store: &SeaStore, config: &Config) -> anyhow::Result<[u8; 32]> {
-    if let Some(key) = &config.encryption_key {
-        return AesVault::decode_key(key.expose())
-            .context("TOLLGATE_ENCRYPTION_KEY must be base64 of 32 bytes");
+    let configured = config.encryption_key.as_ref().map(|k| k.expose());
+    let key = stored_secret(store, "encryption_key", configured, AesVault::generate_key).await?;
+    AesVault::decode_key(&key).context("the encryption key must be base64 of 32 bytes")
+}
+
+/// A secret from configuration, or generated once and kept in the `settings` table.
+async fn stored_secret(
+    store: &SeaStore,
+    name: &str,
+    configured: Option<&str>,
+    generate: fn() -> String,
+) -> anyhow::Result<String> {
+    if let Some(value) = configured {
+        return Ok(value.to_owned());
     }
-    let mut session = store.read().await?;
-    if let Some(row) = session
-        .find("settings", Cond::eq("id", "encryption_key"))
-        .await?
-    {
-        let stored = row
+    let mut session = store.begin().await?;
+    if let Some(row) = session.find("settings", Cond::eq("id", name)).await? {
+        return Ok(row
             .get("value")
             .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        return AesVault::decode_key(stored).context("the stored encryption key is corrupt");
+            .unwrap_or_default()
+            .to_owned());
     }
     tracing::warn!(
-        "TOLLGATE_ENCRYPTION_KEY is not set; generated one and stored it in the database"
+        setting = name,
+        "not configured: generated one and stored it in the database"
     );
-    let key = AesVault::generate_key();
+    let value = generate();
     let mut row = tollgate_domain::Row::new();
-    row.insert("id".into(), json!("encryption_key"));
-    row.insert("value".into(), json!(key));
+    row.insert("id".into(), json!(name));
+    row.insert("value".into(), json!(value));
     session.insert("settings", &row).await?;
-    AesVault::decode_key(&key).context("generated key")
+    session.commit().await?;
+    Ok(value)
 }
 
 /// The use cases over a store, with the production adapters.
@@ -67,6 +89,16 @@ pub async fn services(
     config: &Config,
 ) -> anyhow::Result<(ResourceService, Authentication)> {
     let key = encryption_key(&store, config).await?;
+    let jwt_secret = stored_secret(
+        &store,
+        "jwt_secret",
+        config.jwt_secret.as_ref().map(|s| s.expose()),
+        || tollgate_adapters::security::random_alphanumeric(64),
+    )
+    .await?;
+    if jwt_secret.len() < 32 {
+        anyhow::bail!("TOLLGATE_JWT_SECRET must be at least 32 bytes");
+    }
     let ports = Ports {
         store: Arc::new(store),
         clock: Arc::new(SystemClock),
@@ -74,6 +106,8 @@ pub async fn services(
         secrets: Arc::new(RandomSecrets),
         passwords: Arc::new(Argon2Passwords),
         vault: Arc::new(AesVault::new(&key)),
+        tokens: Arc::new(JwtCodec::new(jwt_secret.as_bytes())),
+        throttle: Arc::new(MemoryThrottle::default()),
         settings: Settings {
             webhook_allow_private: config.webhook_allow_private,
         },
@@ -114,7 +148,21 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
+        let session_secret = stored_secret(
+            &store,
+            "session_secret",
+            config.session_secret.as_ref().map(|s| s.expose()),
+            || tollgate_adapters::security::random_alphanumeric(64),
+        )
+        .await?;
+        if session_secret.len() < 64 {
+            anyhow::bail!("TOLLGATE_SESSION_SECRET must be at least 64 bytes");
+        }
+        let session_key = Key::from(session_secret.as_bytes());
         let (service, auth) = services(store, &config).await?;
+        let sessions =
+            DbSessionStore::new(service.ports().store.clone(), service.ports().clock.clone());
+        let cookie_secure = config.cookie_secure;
         bootstrap_from_env(&service, &config).await?;
         let admin_listener = TcpListener::bind(&config.admin_addr)
             .with_context(|| format!("cannot bind the admin listener {}", config.admin_addr))?;
@@ -130,10 +178,33 @@ impl Application {
             config.workers
         };
         let grace = config.shutdown_grace_seconds;
-        let state = web::Data::new(admin::AdminState { service, auth });
+        let state = web::Data::new(admin::AdminState {
+            service,
+            auth,
+            allowed_origins: config
+                .allowed_origins
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            secure: cookie_secure,
+        });
         let admin = HttpServer::new(move || {
+            let session = SessionMiddleware::builder(sessions.clone(), session_key.clone())
+                .cookie_name(admin::SESSION_COOKIE.to_owned())
+                .cookie_http_only(true)
+                .cookie_same_site(SameSite::Lax)
+                .cookie_secure(cookie_secure)
+                .cookie_path("/".to_owned())
+                .cookie_content_security(CookieContentSecurity::Signed)
+                .session_lifecycle(
+                    PersistentSession::default().session_ttl(CookieDuration::days(7)),
+                )
+                .build();
             App::new()
                 .app_data(state.clone())
+                .wrap(session)
                 .wrap(from_fn(request_id::middleware))
                 .configure(admin::configure)
         })

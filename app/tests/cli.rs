@@ -136,6 +136,7 @@ fn serve(database_url: &str, env: &[(&str, &str)]) -> Server {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("tollgate serve did not report its ports");
 }
 

@@ -45,6 +45,8 @@ pub struct Actor {
     pub method: Option<AuthMethod>,
     /// The admin key used, when `method` is `AdminKey`.
     pub api_key_id: Option<String>,
+    /// The login session behind a cookie or bearer token.
+    pub session_id: Option<String>,
     pub request_id: Option<String>,
 }
 
@@ -55,6 +57,7 @@ impl Actor {
             role: Role::Admin,
             method: None,
             api_key_id: None,
+            session_id: None,
             request_id: None,
         }
     }

@@ -1,14 +1,27 @@
-//! Authentication of admin-API callers: one use case, credentials in a fixed precedence
-//! (`Authorization` → `X-API-Key` → session cookie; a present but invalid one never falls back).
+//! Authentication of admin-API callers, login and logout. Credentials are read in a fixed
+//! precedence (`Authorization` → `X-API-Key` → session cookie); a present but invalid one
+//! never falls back to the next.
+
+use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 use thiserror::Error;
 
 use crate::{
-    Actor, AuthMethod, Role,
-    ports::Ports,
+    Actor, AuthMethod, Role, Row, Timestamp,
+    error::StoreError,
+    ports::{Ports, TokenClaims},
     query::{CmpOp, Cond},
+    sessions,
 };
+
+/// The state a session cookie carries (loaded and liveness-checked by the session store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieSession {
+    pub sid: String,
+    pub user_id: String,
+    pub role: String,
+}
 
 /// What the caller presented, as read from the request.
 #[derive(Debug, Clone, Default)]
@@ -17,8 +30,10 @@ pub struct Presented {
     pub authorization: Option<String>,
     /// The `X-API-Key` header value.
     pub api_key: Option<String>,
-    /// The session cookie value.
-    pub session: Option<String>,
+    /// A cookie was sent…
+    pub session_cookie: bool,
+    /// …and it names a live session.
+    pub session: Option<CookieSession>,
     pub request_id: Option<String>,
 }
 
@@ -32,10 +47,32 @@ pub enum AuthError {
     Unavailable(String),
 }
 
-impl From<crate::error::StoreError> for AuthError {
-    fn from(err: crate::error::StoreError) -> Self {
+impl From<StoreError> for AuthError {
+    fn from(err: StoreError) -> Self {
         AuthError::Unavailable(err.to_string())
     }
+}
+
+#[derive(Debug, Error)]
+pub enum LoginError {
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("the account is not active")]
+    Inactive,
+    #[error("too many failed logins")]
+    Throttled { retry_after: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A successful login: the new session and the bearer token bound to it.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub session_id: String,
+    pub user: Row,
+    pub token: String,
+    pub token_expires_at: Timestamp,
+    pub expires_at: Timestamp,
 }
 
 pub const ADMIN_KEY_PREFIX: &str = "tg_admin_";
@@ -68,18 +105,82 @@ impl Authentication {
                 ))?;
             if token.starts_with(ADMIN_KEY_PREFIX) {
                 self.admin_key(token).await?
+            } else if token.starts_with(LIVE_KEY_PREFIX) {
+                return Err(AuthError::Invalid("live keys work on the proxy only"));
             } else {
-                return Err(AuthError::Invalid("the bearer token is not valid"));
+                self.bearer_token(token).await?
             }
         } else if let Some(key) = &presented.api_key {
             self.admin_key(key.trim()).await?
-        } else if presented.session.is_some() {
-            return Err(AuthError::Invalid("the session is not valid"));
+        } else if let Some(session) = &presented.session {
+            self.cookie(session).await?
+        } else if presented.session_cookie {
+            return Err(AuthError::Invalid("the session has ended"));
         } else {
             return Err(AuthError::Missing);
         };
         actor.request_id = presented.request_id.clone();
         Ok(actor)
+    }
+
+    /// The user behind a session or token: live, active, role as when the session began.
+    async fn principal(
+        &self,
+        user_id: &str,
+        role: &str,
+        sid: &str,
+        method: AuthMethod,
+    ) -> Result<Actor, AuthError> {
+        let mut session = self.ports.store.read().await?;
+        let user = session
+            .find(
+                "users",
+                Cond::is_null("deleted_at").and(Cond::eq("id", user_id)),
+            )
+            .await?
+            .ok_or(AuthError::Invalid("the user no longer exists"))?;
+        if user.get("status") != Some(&json!("active")) {
+            return Err(AuthError::Invalid("the account is not active"));
+        }
+        if user.get("role") != Some(&json!(role)) {
+            return Err(AuthError::Invalid("the role changed; sign in again"));
+        }
+        Ok(Actor {
+            user_id: Some(user_id.to_owned()),
+            role: Role::parse(role).unwrap_or(Role::User),
+            method: Some(method),
+            api_key_id: None,
+            session_id: Some(sid.to_owned()),
+            request_id: None,
+        })
+    }
+
+    async fn cookie(&self, cookie: &CookieSession) -> Result<Actor, AuthError> {
+        self.principal(
+            &cookie.user_id,
+            &cookie.role,
+            &cookie.sid,
+            AuthMethod::Session,
+        )
+        .await
+    }
+
+    /// A JWT: signature, issuer, audience and expiry (adapter), then its session must live.
+    async fn bearer_token(&self, token: &str) -> Result<Actor, AuthError> {
+        const INVALID: AuthError = AuthError::Invalid("the bearer token is not valid");
+        let claims = self.ports.tokens.verify(token).ok_or(INVALID)?;
+        let now = self.ports.clock.now();
+        let mut session = self.ports.store.read().await?;
+        let row = session
+            .find("sessions", Cond::eq("id", claims.sid.clone()))
+            .await?
+            .ok_or(INVALID)?;
+        if !sessions::is_alive(&row, now) || row.get("user_id") != Some(&json!(claims.sub)) {
+            return Err(INVALID);
+        }
+        drop(session);
+        self.principal(&claims.sub, &claims.role, &claims.sid, AuthMethod::Jwt)
+            .await
     }
 
     /// An admin-kind key, live, not revoked or expired, owned by an active admin.
@@ -129,7 +230,121 @@ impl Authentication {
             role: Role::Admin,
             method: Some(AuthMethod::AdminKey),
             api_key_id: key_row.get("id").and_then(Value::as_str).map(str::to_owned),
+            session_id: None,
             request_id: None,
         })
+    }
+
+    /// Checks email and password (with throttling) and opens a session. The session row
+    /// itself is written by the session store when the cookie is issued.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client_ip: &str,
+    ) -> Result<Login, LoginError> {
+        let email = email.trim().to_lowercase();
+        let throttle = &self.ports.throttle;
+        if let Some(retry_after) = throttle.retry_after(&email, client_ip).await {
+            return Err(LoginError::Throttled { retry_after });
+        }
+        let mut session = self.ports.store.read().await?;
+        let user = session
+            .find(
+                "users",
+                Cond::is_null("deleted_at").and(Cond::eq("email", email.clone())),
+            )
+            .await?;
+        drop(session);
+        let hash = user
+            .as_ref()
+            .and_then(|u| u.get("password_hash"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let verified = match &hash {
+            Some(hash) => self.ports.passwords.verify(password, hash).await?,
+            None => {
+                // Same work for unknown emails, so timing does not reveal which exist.
+                let dummy = self.dummy_hash().await?;
+                let _ = self.ports.passwords.verify(password, &dummy).await?;
+                false
+            }
+        };
+        let Some(mut user) = user.filter(|_| verified) else {
+            throttle.record_failure(&email, client_ip).await;
+            return Err(LoginError::InvalidCredentials);
+        };
+        if user.get("status") != Some(&json!("active")) {
+            return Err(LoginError::Inactive);
+        }
+        throttle.clear(&email).await;
+        let now = self.ports.clock.now();
+        user.insert("last_login_at".into(), json!(now.millis()));
+        let mut tx = self.ports.store.begin().await?;
+        tx.update("users", &user).await?;
+        tx.commit().await?;
+        let session_id = self.ports.ids.new_id("ses_");
+        let token_expires_at = now.plus_seconds(sessions::TOKEN_TTL_SECONDS);
+        let token = self.issue_token(&user, &session_id, now)?;
+        Ok(Login {
+            session_id,
+            user,
+            token,
+            token_expires_at,
+            expires_at: Timestamp::from_millis(now.millis() + sessions::ABSOLUTE_MS),
+        })
+    }
+
+    fn issue_token(
+        &self,
+        user: &Row,
+        session_id: &str,
+        now: Timestamp,
+    ) -> Result<String, StoreError> {
+        let text = |c: &str| {
+            user.get(c)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        self.ports.tokens.issue(&TokenClaims {
+            sub: text("id"),
+            role: text("role"),
+            sid: session_id.to_owned(),
+            jti: self.ports.ids.new_id(""),
+            iat: now.unix_seconds(),
+            exp: now.unix_seconds() + sessions::TOKEN_TTL_SECONDS,
+        })
+    }
+
+    async fn dummy_hash(&self) -> Result<String, StoreError> {
+        static DUMMY: OnceLock<String> = OnceLock::new();
+        if let Some(hash) = DUMMY.get() {
+            return Ok(hash.clone());
+        }
+        let hash = self.ports.passwords.hash("tollgate-dummy-password").await?;
+        Ok(DUMMY.get_or_init(|| hash).clone())
+    }
+
+    /// Ends the session behind a cookie or token (admin keys have none: no effect).
+    pub async fn logout(&self, actor: &Actor) -> Result<(), StoreError> {
+        if let Some(sid) = &actor.session_id {
+            let mut tx = self.ports.store.begin().await?;
+            tx.delete_where("sessions", &Cond::eq("id", sid.clone()))
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Ends every session (and so every token) of `user_id`, except `keep`.
+    pub async fn end_sessions(&self, user_id: &str, keep: Option<&str>) -> Result<(), StoreError> {
+        let mut cond = Cond::eq("user_id", user_id);
+        if let Some(keep) = keep {
+            cond = cond.and(Cond::cmp("id", CmpOp::Ne, keep));
+        }
+        let mut tx = self.ports.store.begin().await?;
+        tx.delete_where("sessions", &cond).await?;
+        tx.commit().await
     }
 }

@@ -13,6 +13,7 @@ pub mod query;
 pub mod resources;
 pub mod schema;
 pub mod service;
+pub mod sessions;
 pub mod timestamp;
 
 pub use actor::{Actor, AuthMethod, Role};

@@ -77,6 +77,35 @@ pub trait Vault: Send + Sync + 'static {
     fn open(&self, sealed: &str) -> Result<String, StoreError>;
 }
 
+/// The claims of an admin-API bearer token (JWT), `iss`/`aud` aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenClaims {
+    /// User id.
+    pub sub: String,
+    pub role: String,
+    /// The session the token is bound to: it dies with it.
+    pub sid: String,
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// Signs and checks bearer tokens (HS256 JWT in production).
+pub trait TokenCodec: Send + Sync + 'static {
+    fn issue(&self, claims: &TokenClaims) -> Result<String, StoreError>;
+    /// `None` for a bad signature, algorithm, issuer, audience or an expired token.
+    fn verify(&self, token: &str) -> Option<TokenClaims>;
+}
+
+/// Failed-login counters (process memory, or Redis when clustered).
+#[async_trait]
+pub trait LoginThrottle: Send + Sync + 'static {
+    /// Seconds until `email` or `ip` may try again, if locked.
+    async fn retry_after(&self, email: &str, ip: &str) -> Option<u64>;
+    async fn record_failure(&self, email: &str, ip: &str);
+    async fn clear(&self, email: &str);
+}
+
 /// Everything the use cases need, bundled for wiring.
 #[derive(Clone)]
 pub struct Ports {
@@ -86,6 +115,8 @@ pub struct Ports {
     pub secrets: Arc<dyn SecretMint>,
     pub passwords: Arc<dyn PasswordHasher>,
     pub vault: Arc<dyn Vault>,
+    pub tokens: Arc<dyn TokenCodec>,
+    pub throttle: Arc<dyn LoginThrottle>,
     pub settings: Settings,
 }
 

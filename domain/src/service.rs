@@ -531,6 +531,9 @@ impl ResourceService {
         check_linkage_types(schema, &input)?;
         let now = self.now();
         let mut draft = Draft::new(before.clone());
+        // Computed attributes (an API key's `status`) compare against what a GET shows.
+        let mut shown = before.clone();
+        rules.decorate(&mut shown, now);
         for (name, value) in &input.attributes {
             match schema.attribute(name) {
                 None => draft.problems.push(unknown_attribute(name)),
@@ -539,7 +542,7 @@ impl ResourceService {
                 {
                     let same = !attr.write_only
                         && coerce(attr, value).ok().as_ref()
-                            == Some(before.get(attr.name).unwrap_or(&Value::Null));
+                            == Some(shown.get(attr.name).unwrap_or(&Value::Null));
                     if !same {
                         draft.problems.push(read_only_attribute(name));
                     }

@@ -212,11 +212,24 @@ impl MigrationTrait for Migration {
             "sessions",
             vec![
                 id(),
+                text("key_digest"),
                 text("user_id"),
+                text("role"),
                 json("state"),
                 int("created_at"),
                 int("last_seen_at"),
                 int("expires_at"),
+            ],
+        ));
+        tables.push(table(
+            "password_resets",
+            vec![
+                id(),
+                text("user_id"),
+                text("token_digest"),
+                int("created_at"),
+                int("expires_at"),
+                int_null("used_at"),
             ],
         ));
         tables.push(table("settings", vec![id(), text("value")]));
@@ -250,13 +263,20 @@ impl MigrationTrait for Migration {
             ("events", &["dispatched_at"]),
             ("events", &["resource_id"]),
             ("sessions", &["user_id"]),
+            ("password_resets", &["user_id"]),
         ];
         for (table_name, columns) in indexes {
             manager.create_index(index(table_name, columns)).await?;
         }
-        let mut unique_digest = index("api_keys", &["key_digest"]);
-        unique_digest.unique().name("uq_api_keys__key_digest");
-        manager.create_index(unique_digest).await?;
+        for (table_name, column) in [
+            ("api_keys", "key_digest"),
+            ("sessions", "key_digest"),
+            ("password_resets", "token_digest"),
+        ] {
+            let mut unique = index(table_name, &[column]);
+            unique.unique().name(format!("uq_{table_name}__{column}"));
+            manager.create_index(unique).await?;
+        }
         let db = manager.get_connection();
         for (table_name, column) in [
             ("users", "email"),
@@ -273,6 +293,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for name in [
+            "password_resets",
             "settings",
             "sessions",
             "events",

@@ -2,6 +2,7 @@
 
 mod condition;
 mod session;
+pub mod session_store;
 pub(crate) mod tables;
 
 use std::time::Duration;

@@ -93,7 +93,12 @@ table!(events, "events", keys: { id: String }, columns: {
 });
 
 table!(sessions, "sessions", keys: { id: String }, columns: {
-    user_id: String, state: Json, created_at: i64, last_seen_at: i64, expires_at: i64,
+    key_digest: String, user_id: String, role: String, state: Json, created_at: i64, last_seen_at: i64,
+    expires_at: i64,
+});
+
+table!(password_resets, "password_resets", keys: { id: String }, columns: {
+    user_id: String, token_digest: String, created_at: i64, expires_at: i64, used_at: Option<i64>,
 });
 
 table!(settings, "settings", keys: { id: String }, columns: {
@@ -119,6 +124,7 @@ macro_rules! dispatch {
             "events" => $f::<events::Entity>($($arg),*).await,
             "sessions" => $f::<sessions::Entity>($($arg),*).await,
             "settings" => $f::<settings::Entity>($($arg),*).await,
+            "password_resets" => $f::<password_resets::Entity>($($arg),*).await,
             other => Err(tollgate_domain::error::StoreError::Other(format!("unknown table {other}"))),
         }
     }};

@@ -526,8 +526,15 @@ async fn concurrent_writes_all_succeed() {
         let app = app.clone();
         let id = id.clone();
         tasks.push(tokio::spawn(async move {
-            let created = app.post("/api/plans", json!({"data": {"type": "plans", "attributes": {"name": format!("P{n}")}}})).await;
-            let patched = app.patch_attributes("plans", "plans", &id, json!({"price_monthly": n})).await;
+            let created = app
+                .post(
+                    "/api/plans",
+                    json!({"data": {"type": "plans", "attributes": {"name": format!("P{n}")}}}),
+                )
+                .await;
+            let patched = app
+                .patch_attributes("plans", "plans", &id, json!({"price_monthly": n}))
+                .await;
             (created.status.as_u16(), patched.status.as_u16())
         }));
     }

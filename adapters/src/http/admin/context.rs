@@ -1,11 +1,12 @@
 //! What every admin handler needs: the use cases, authentication, and the request's checks
 //! in the order errors.md §3 fixes (auth → Accept → Content-Type → size → query → body).
 
-use actix_web::{HttpMessage, HttpRequest, web};
+use actix_session::SessionExt;
+use actix_web::{HttpMessage, HttpRequest, http::Method, web};
 use futures_util::StreamExt;
 use tollgate_domain::{
-    Actor,
-    auth::{AuthError, Authentication, Presented},
+    Actor, AuthMethod,
+    auth::{AuthError, Authentication, CookieSession, Presented},
     resources,
     service::{ResourceRules, ResourceService},
 };
@@ -21,6 +22,21 @@ pub const SESSION_COOKIE: &str = "tollgate_session";
 pub struct AdminState {
     pub service: ResourceService,
     pub auth: Authentication,
+    /// Origins besides the admin listener's own that may send cookie-authenticated writes.
+    pub allowed_origins: Vec<String>,
+    /// Whether the admin origin is `https` (cookies marked `Secure`).
+    pub secure: bool,
+}
+
+/// The live session named by the request's cookie, as the session store loaded it.
+fn cookie_session(req: &HttpRequest) -> Option<CookieSession> {
+    let session = req.get_session();
+    let get = |name: &str| session.get::<String>(name).ok().flatten();
+    Some(CookieSession {
+        sid: get("sid")?,
+        user_id: get("user_id")?,
+        role: get("role")?,
+    })
 }
 
 impl AdminState {
@@ -33,10 +49,12 @@ impl AdminState {
         let presented = Presented {
             authorization: header("authorization"),
             api_key: header("x-api-key"),
-            session: req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()),
+            session_cookie: req.cookie(SESSION_COOKIE).is_some(),
+            session: cookie_session(req),
             request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
         };
-        self.auth
+        let actor = self
+            .auth
             .authenticate(&presented)
             .await
             .map_err(|err| match err {
@@ -47,12 +65,50 @@ impl AdminState {
                     ApiError::new("SERVICE_UNAVAILABLE", "the database is unavailable")
                         .with_header("Retry-After", "5")
                 }
-            })
+            })?;
+        if actor.method == Some(AuthMethod::Session) && is_write(req.method()) {
+            self.check_origin(req)?;
+        }
+        Ok(actor)
+    }
+
+    /// CSRF: a cookie-authenticated write must come from the admin origin or an allowed one.
+    fn check_origin(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        let rejected = |detail: &str| ApiError::header_source("CSRF_REJECTED", "Origin", detail);
+        let origin = req
+            .headers()
+            .get("origin")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| rejected("cookie-authenticated writes need an Origin header"))?;
+        let host = req
+            .headers()
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let scheme = if self.secure { "https" } else { "http" };
+        let own = format!("{scheme}://{host}");
+        let allowed = origin.eq_ignore_ascii_case(&own)
+            || self
+                .allowed_origins
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(origin));
+        if allowed {
+            Ok(())
+        } else {
+            Err(rejected("the Origin may not write with a session cookie"))
+        }
     }
 
     pub fn registry(&self) -> impl Fn(&str) -> Option<&'static dyn ResourceRules> {
         resources::by_type
     }
+}
+
+fn is_write(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::POST | Method::PATCH | Method::PUT | Method::DELETE
+    )
 }
 
 /// Reads the body after the media-type check: 415 for a body of another type, 413 past 1 MiB.

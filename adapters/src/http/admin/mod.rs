@@ -1,6 +1,7 @@
 //! The admin listener: routes of every resource, wired to the generic handlers.
 
 mod actions;
+mod auth;
 mod context;
 mod relationships;
 mod resources;
@@ -9,7 +10,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 use tollgate_domain::{resources as domain_resources, service::ResourceRules};
 
-pub use context::AdminState;
+pub use context::{AdminState, SESSION_COOKIE};
 
 use crate::http::error::ApiError;
 
@@ -39,6 +40,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/health")
             .route(web::get().to(health))
+            .default_service(web::to(not_allowed("GET"))),
+    );
+    let post = |path: &str, handler| {
+        web::resource(path.to_owned())
+            .route(handler)
+            .default_service(web::to(not_allowed("POST")))
+    };
+    cfg.service(post("/api/auth/login", web::post().to(auth::login)));
+    cfg.service(post("/api/auth/logout", web::post().to(auth::logout)));
+    cfg.service(post(
+        "/api/auth/sessions/recycle",
+        web::post().to(auth::recycle_own),
+    ));
+    cfg.service(post(
+        "/api/users/{id}/sessions/recycle",
+        web::post().to(auth::recycle_user),
+    ));
+    cfg.service(
+        web::resource("/api/auth/me")
+            .route(web::get().to(auth::me))
             .default_service(web::to(not_allowed("GET"))),
     );
     for rules in domain_resources::ALL {

@@ -1,0 +1,281 @@
+//! `/api/auth/*` and the admin's session recycle: login, logout, me, sign out everywhere.
+
+use actix_session::Session;
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use serde_json::{Map, Value, json};
+use tollgate_domain::{
+    AuthMethod, Problem,
+    auth::LoginError,
+    resources::users::{self, Users},
+    service::{ResourceRules, WriteInput},
+};
+
+use super::context::{AdminState, read_body};
+use crate::http::{
+    error::ApiError,
+    jsonapi::{
+        document::{self, Expect},
+        media,
+        query::{self, Families},
+        render,
+    },
+};
+
+/// The string attributes an auth body must carry, in document order; 422 for anything else.
+fn string_attributes(input: &WriteInput, wanted: &[&str]) -> Result<Map<String, Value>, ApiError> {
+    let mut problems = Vec::new();
+    let mut values = Map::new();
+    for (name, value) in &input.attributes {
+        if !wanted.contains(&name.as_str()) {
+            problems.push(Problem {
+                member: tollgate_domain::Member::Attribute(name.clone()),
+                kind: tollgate_domain::ProblemKind::UnknownAttribute,
+                detail: format!("{name} is not an attribute here"),
+            });
+        } else if let Some(text) = value.as_str() {
+            values.insert(name.clone(), json!(text));
+        } else {
+            problems.push(Problem::invalid_attr(
+                name,
+                format!("{name} must be a string"),
+            ));
+        }
+    }
+    for name in wanted {
+        if !input.attributes.iter().any(|(n, _)| n == name) {
+            problems.push(Problem::invalid_attr(name, format!("{name} is required")));
+        }
+    }
+    if !input.relationships.is_empty() {
+        problems.push(Problem {
+            member: tollgate_domain::Member::Relationship(input.relationships[0].0.clone()),
+            kind: tollgate_domain::ProblemKind::UnknownRelationship,
+            detail: "no relationships here".into(),
+        });
+    }
+    if problems.is_empty() {
+        Ok(values)
+    } else {
+        Err(tollgate_domain::DomainError::Invalid(problems).into())
+    }
+}
+
+/// The caller's address as the throttle sees it.
+fn client_ip(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
+}
+
+/// The `users` resource object of a row, as the caller sees it.
+fn user_object(row: &tollgate_domain::Row, role: tollgate_domain::Role) -> Value {
+    let params = query::parse(
+        "",
+        &users::SCHEMA,
+        Families::Single,
+        role,
+        tollgate_domain::Timestamp::now(),
+    )
+    .unwrap_or_else(|_| unreachable!("empty query"));
+    render::resource_object(
+        &users::SCHEMA,
+        row,
+        role,
+        &params,
+        &render::Linkage::default(),
+        None,
+    )
+}
+
+/// `POST /api/auth/login`: email + password → a new session (cookie) and a bearer token.
+pub async fn login(
+    req: HttpRequest,
+    body: web::Payload,
+    session: Session,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    media::check_accept(&req)?;
+    let body = read_body(&req, body).await?;
+    query::parse(
+        req.query_string(),
+        &users::SCHEMA,
+        Families::Nothing,
+        tollgate_domain::Role::User,
+        state.service.now(),
+    )?;
+    let input = document::parse_resource(
+        &body,
+        Expect::Fixed {
+            type_name: "sessions",
+        },
+    )?;
+    let attrs = string_attributes(&input, &["email", "password"])?;
+    let email = attrs["email"].as_str().unwrap_or_default();
+    let password = attrs["password"].as_str().unwrap_or_default();
+    let login = state
+        .auth
+        .login(email, password, &client_ip(&req))
+        .await
+        .map_err(|err| match err {
+            LoginError::InvalidCredentials => {
+                ApiError::new("INVALID_CREDENTIALS", "wrong email or password")
+            }
+            LoginError::Inactive => ApiError::new("ACCOUNT_INACTIVE", "the account is not active"),
+            LoginError::Throttled { retry_after } => {
+                let mut error = ApiError::new(
+                    "TOO_MANY_LOGIN_ATTEMPTS",
+                    "too many failed logins; try again later",
+                )
+                .with_header("Retry-After", retry_after.to_string());
+                error.errors[0].meta = Some(json!({"retry_after": retry_after}));
+                error
+            }
+            LoginError::Store(cause) => ApiError::internal(cause),
+        })?;
+    // A new session id on every login: whatever session came with the request is dropped.
+    session.clear();
+    session.renew();
+    let user_id = login.user["id"].as_str().unwrap_or_default().to_owned();
+    let role = login.user["role"].as_str().unwrap_or("user").to_owned();
+    for (name, value) in [
+        ("sid", &login.session_id),
+        ("user_id", &user_id),
+        ("role", &role),
+    ] {
+        session
+            .insert(name, value)
+            .map_err(|e| ApiError::internal(format!("session state: {e}")))?;
+    }
+    let role = tollgate_domain::Role::parse(&role).unwrap_or(tollgate_domain::Role::User);
+    let doc = json!({
+        "jsonapi": {"version": "1.1"},
+        "links": {"self": req.path(), "describedby": "/docs/openapi.json"},
+        "data": {
+            "type": "sessions",
+            "id": login.session_id,
+            "attributes": {
+                "token": login.token,
+                "token_type": "Bearer",
+                "token_expires_at": login.token_expires_at.to_string(),
+                "expires_at": login.expires_at.to_string(),
+            },
+            "relationships": {"user": {"data": {"type": "users", "id": user_id}}},
+        },
+        "included": [user_object(&login.user, role)],
+    });
+    Ok(render::json_api(StatusCode::OK, doc))
+}
+
+/// `POST /api/auth/logout`: the session (cookie or the token's) ends server-side.
+pub async fn logout(
+    req: HttpRequest,
+    body: web::Payload,
+    session: Session,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = state.authenticate(&req).await?;
+    media::check_accept(&req)?;
+    read_body(&req, body).await?;
+    state
+        .auth
+        .logout(&actor)
+        .await
+        .map_err(ApiError::internal)?;
+    if actor.method == Some(AuthMethod::Session) {
+        session.purge();
+        return Ok(HttpResponse::NoContent().finish());
+    }
+    Ok(HttpResponse::NoContent()
+        .insert_header((
+            "Set-Cookie",
+            "tollgate_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0",
+        ))
+        .finish())
+}
+
+/// `GET /api/auth/me`: the caller as a `users` resource.
+pub async fn me(req: HttpRequest, state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
+    let actor = state.authenticate(&req).await?;
+    media::check_accept(&req)?;
+    let params = query::parse(
+        req.query_string(),
+        &users::SCHEMA,
+        Families::Single,
+        actor.role,
+        state.service.now(),
+    )?;
+    let id = actor.user_id.clone().ok_or_else(ApiError::not_found)?;
+    let rows = [state.service.get(&actor, &Users, &id).await?];
+    let compound = render::resolve(&state.service, &actor, &params, &users::SCHEMA, &rows).await?;
+    let mut meta = Map::new();
+    meta.insert(
+        "auth_method".into(),
+        json!(actor.method.map(|m| m.as_str())),
+    );
+    let data = render::resource_object(
+        &users::SCHEMA,
+        &rows[0],
+        actor.role,
+        &params,
+        &compound.linkage,
+        None,
+    );
+    let mut doc = render::single(
+        data,
+        Some(&compound),
+        actor.role,
+        &params,
+        render::self_link(req.path(), req.query_string()),
+    );
+    doc["meta"] = Value::Object(meta);
+    Ok(render::json_api(StatusCode::OK, doc))
+}
+
+/// `POST /api/auth/sessions/recycle`: every other session and token of the caller ends; the
+/// current session continues under a new key.
+pub async fn recycle_own(
+    req: HttpRequest,
+    body: web::Payload,
+    session: Session,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = state.authenticate(&req).await?;
+    media::check_accept(&req)?;
+    read_body(&req, body).await?;
+    let user_id = actor.user_id.clone().ok_or_else(ApiError::not_found)?;
+    state
+        .auth
+        .end_sessions(&user_id, actor.session_id.as_deref())
+        .await
+        .map_err(ApiError::internal)?;
+    if actor.method == Some(AuthMethod::Session) {
+        session.renew();
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /api/users/{id}/sessions/recycle` (admin): every session and token of that user ends.
+pub async fn recycle_user(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = state.authenticate(&req).await?;
+    media::check_accept(&req)?;
+    read_body(&req, body).await?;
+    let id = req.match_info().get("id").unwrap_or_default().to_owned();
+    let user = state.service.get(&actor, &Users, &id).await?;
+    if !actor.is_admin() {
+        return Err(ApiError::new(
+            "FORBIDDEN",
+            "only admins can end another user's sessions",
+        ));
+    }
+    let _ = Users.schema();
+    state
+        .auth
+        .end_sessions(user["id"].as_str().unwrap_or_default(), None)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::NoContent().finish())
+}
