@@ -36,13 +36,16 @@ pub trait Session: Send {
 }
 
 impl dyn Session + '_ {
-    /// The first row matching `cond`, in id order.
+    /// A row matching `cond` (callers make `cond` select at most one). No ordering: link
+    /// tables have no `id` column.
     pub async fn find(&mut self, table: &str, cond: Cond) -> Result<Option<Row>, StoreError> {
-        Ok(self
-            .list(table, &ListQuery::all(cond, 1))
-            .await?
-            .into_iter()
-            .next())
+        let query = ListQuery {
+            cond,
+            sort: Vec::new(),
+            offset: 0,
+            limit: 1,
+        };
+        Ok(self.list(table, &query).await?.into_iter().next())
     }
 }
 

@@ -178,10 +178,63 @@ pub fn event_name(schema: &ResourceSchema) -> &'static str {
         .unwrap_or(schema.type_name)
 }
 
+/// What a caller wants to do with a resource type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    List,
+    Read,
+    Create,
+    Update,
+    Delete,
+}
+
+/// The answer of [`ResourceRules::access`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Allow,
+    /// 403: the caller may know the resource exists.
+    Forbidden,
+    /// 404: the caller may not even know (ids never leak across users).
+    Hidden,
+}
+
+/// Admin-only types: a `user` gets 403 on collections and writes, 404 on ids.
+pub fn admin_only(actor: &Actor, op: Op) -> Access {
+    match (actor.is_admin(), op) {
+        (true, _) => Access::Allow,
+        (false, Op::List | Op::Create) => Access::Forbidden,
+        (false, _) => Access::Hidden,
+    }
+}
+
+/// Readable by every signed-in caller (within [`ResourceRules::visibility`]), written by admins.
+pub fn admin_writes(actor: &Actor, op: Op) -> Access {
+    match (actor.is_admin(), op) {
+        (true, _) | (false, Op::List | Op::Read) => Access::Allow,
+        (false, _) => Access::Forbidden,
+    }
+}
+
+fn check_access(access: Access) -> Result<(), DomainError> {
+    match access {
+        Access::Allow => Ok(()),
+        Access::Forbidden => Err(DomainError::Forbidden(
+            "your role does not allow this".into(),
+        )),
+        Access::Hidden => Err(DomainError::NotFound),
+    }
+}
+
 /// Resource-specific behaviour plugged into the generic flow.
 #[async_trait]
 pub trait ResourceRules: Send + Sync + 'static {
     fn schema(&self) -> &'static ResourceSchema;
+
+    /// Whether the actor's role allows `op` on this type at all (rows are then narrowed by
+    /// [`Self::visibility`]).
+    fn access(&self, actor: &Actor, op: Op) -> Access {
+        admin_only(actor, op)
+    }
 
     /// Rows of this type the actor may see, beyond "not deleted".
     fn visibility(&self, actor: &Actor) -> Cond {
@@ -270,6 +323,7 @@ impl ResourceService {
         mut query: ListQuery,
     ) -> Result<Page<Row>, DomainError> {
         let schema = rules.schema();
+        check_access(rules.access(actor, Op::List))?;
         query.cond = Self::scope(schema, rules, actor).and(query.cond);
         let mut session = self.ports.store.read().await?;
         let total = session.count(schema.type_name, &query.cond).await?;
@@ -291,8 +345,12 @@ impl ResourceService {
         id: &str,
     ) -> Result<Row, DomainError> {
         let schema = rules.schema();
+        if rules.access(actor, Op::Read) == Access::Hidden {
+            return Err(DomainError::NotFound);
+        }
         let mut session = self.ports.store.read().await?;
         let mut row = load(&mut *session, schema, Self::scope(schema, rules, actor), id).await?;
+        check_access(rules.access(actor, Op::Read))?;
         rules.decorate(&mut row, self.now());
         Ok(row)
     }
@@ -304,7 +362,7 @@ impl ResourceService {
         rules: &dyn ResourceRules,
         ids: &[String],
     ) -> Result<Vec<Row>, DomainError> {
-        if ids.is_empty() {
+        if ids.is_empty() || rules.access(actor, Op::Read) != Access::Allow {
             return Ok(Vec::new());
         }
         let schema = rules.schema();
@@ -438,6 +496,7 @@ impl ResourceService {
     ) -> Result<Written, DomainError> {
         let schema = rules.schema();
         check_linkage_types(schema, &input)?;
+        check_access(rules.access(actor, Op::Create))?;
         let now = self.now();
         let mut row = Row::new();
         row.insert("id".into(), json!(self.ports.ids.new_id(schema.id_prefix)));
@@ -527,8 +586,12 @@ impl ResourceService {
     ) -> Result<Written, DomainError> {
         let schema = rules.schema();
         let mut tx = self.ports.store.begin().await?;
+        if rules.access(actor, Op::Update) == Access::Hidden {
+            return Err(DomainError::NotFound);
+        }
         let before = load(&mut *tx, schema, Self::scope(schema, rules, actor), id).await?;
         check_linkage_types(schema, &input)?;
+        check_access(rules.access(actor, Op::Update))?;
         let now = self.now();
         let mut draft = Draft::new(before.clone());
         // Computed attributes (an API key's `status`) compare against what a GET shows.
@@ -585,10 +648,11 @@ impl ResourceService {
         }
         check_related_exist(&mut ctx, schema, &draft, registry).await?;
         let mut previous = changed_attributes(schema, &before, &draft.row);
-        let links_changed = draft
-            .links
-            .iter()
-            .any(|(name, links)| links_before.get(name) != Some(links));
+        let links_changed = draft.links.iter().any(|(name, links)| {
+            let mut sorted = links.clone();
+            sorted.sort();
+            links_before.get(name) != Some(&sorted)
+        });
         let columns_changed = draft.row != before;
         if !columns_changed && !links_changed && draft.write_only.is_empty() {
             let mut before = before;
@@ -620,7 +684,11 @@ impl ResourceService {
     ) -> Result<(), DomainError> {
         let schema = rules.schema();
         let mut tx = self.ports.store.begin().await?;
+        if rules.access(actor, Op::Delete) == Access::Hidden {
+            return Err(DomainError::NotFound);
+        }
         let mut row = load(&mut *tx, schema, Self::scope(schema, rules, actor), id).await?;
+        check_access(rules.access(actor, Op::Delete))?;
         let now = self.now();
         let mut ctx = Ctx {
             tx: &mut *tx,
@@ -781,13 +849,21 @@ fn apply_relationships(
                 OnUpdate::Never => false,
             },
         };
+        // A role limit is 403 FORBIDDEN; a relationship nobody may change is READ_ONLY.
+        let refusal = || {
+            if rel.on_update == OnUpdate::AdminOnly && before.is_some() {
+                DomainError::Forbidden(format!("only an admin may change {name}"))
+            } else {
+                DomainError::ReadOnlyRelationship(name.clone())
+            }
+        };
         match (rel.kind, rel_input) {
             (RelKind::ToOne { column, nullable }, RelInput::One(target)) => {
                 let value = target.as_ref().map(|t| json!(t.id)).unwrap_or(Value::Null);
                 if !allowed {
                     let unchanged = before.is_some_and(|b| b.get(column) == Some(&value));
                     if !unchanged {
-                        return Err(DomainError::ReadOnlyRelationship(name.clone()));
+                        return Err(refusal());
                     }
                     continue;
                 }
@@ -800,7 +876,7 @@ fn apply_relationships(
             }
             (RelKind::ToMany(_), RelInput::Many(items)) => {
                 if !allowed {
-                    return Err(DomainError::ReadOnlyRelationship(name.clone()));
+                    return Err(refusal());
                 }
                 let mut links: Vec<Link> = items
                     .iter()
@@ -814,8 +890,9 @@ fn apply_relationships(
                             .map(str::to_owned),
                     })
                     .collect();
-                links.sort();
-                links.dedup_by(|a, b| a.id == b.id);
+                // Document order is kept (error pointers index into it); duplicates dropped.
+                let mut seen = BTreeSet::new();
+                links.retain(|l| seen.insert(l.id.clone()));
                 draft.links.insert(rel.name, links);
                 draft.rels_given.push(rel.name);
             }

@@ -57,6 +57,10 @@ impl ResourceRules for Plans {
         &SCHEMA
     }
 
+    fn access(&self, actor: &Actor, op: crate::service::Op) -> crate::service::Access {
+        crate::service::admin_writes(actor, op)
+    }
+
     /// Users see enabled plans only.
     fn visibility(&self, actor: &Actor) -> Cond {
         if actor.is_admin() {
