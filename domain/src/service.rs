@@ -561,7 +561,10 @@ impl ResourceService {
         };
         rules.before_create(&mut ctx, &mut draft).await?;
         if !draft.problems.is_empty() {
-            return Err(DomainError::Invalid(draft.problems));
+            return Err(DomainError::Invalid(in_document_order(
+                &input,
+                draft.problems,
+            )));
         }
         check_related_exist(&mut ctx, schema, &draft, registry).await?;
         ctx.tx.insert(schema.type_name, &draft.row).await?;
@@ -644,7 +647,10 @@ impl ResourceService {
         let links_before = current_links(&mut ctx, schema, &before, &draft).await?;
         rules.before_update(&mut ctx, &before, &mut draft).await?;
         if !draft.problems.is_empty() {
-            return Err(DomainError::Invalid(draft.problems));
+            return Err(DomainError::Invalid(in_document_order(
+                &input,
+                draft.problems,
+            )));
         }
         check_related_exist(&mut ctx, schema, &draft, registry).await?;
         let mut previous = changed_attributes(schema, &before, &draft.row);
@@ -763,6 +769,25 @@ fn str_of<'r>(row: &'r Row, column: &str) -> Option<&'r str> {
     row.get(column).and_then(Value::as_str)
 }
 
+/// Problems sorted by where their member stands in the request (absent members last);
+/// several problems of one member keep the order they were found in.
+fn in_document_order(input: &WriteInput, mut problems: Vec<Problem>) -> Vec<Problem> {
+    let position = |problem: &Problem| match &problem.member {
+        Member::Attribute(name) => input
+            .attributes
+            .iter()
+            .position(|(n, _)| n == name)
+            .map_or((2, 0), |i| (0, i)),
+        Member::Relationship(name) => input
+            .relationships
+            .iter()
+            .position(|(n, _)| n == name)
+            .map_or((3, 0), |i| (1, i)),
+    };
+    problems.sort_by_key(position);
+    problems
+}
+
 fn unknown_attribute(name: &str) -> Problem {
     Problem {
         member: Member::Attribute(name.to_owned()),
@@ -877,6 +902,15 @@ fn apply_relationships(
             (RelKind::ToMany(_), RelInput::Many(items)) => {
                 if !allowed {
                     return Err(refusal());
+                }
+                let roles_ok = items.iter().all(|i| {
+                    i.meta
+                        .as_ref()
+                        .and_then(|m| m.get("role"))
+                        .is_none_or(Value::is_string)
+                });
+                if !roles_ok {
+                    draft.invalid_rel(rel.name, "meta.role must be a string");
                 }
                 let mut links: Vec<Link> = items
                     .iter()

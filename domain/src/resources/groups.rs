@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::{
     Actor, DomainError, Row,
-    query::Cond,
+    query::{Cond, ListQuery},
     resources::checks,
     schema::{AttrSpec, Default, FilterSpec, OnCreate, OnUpdate, RelSpec, ResourceSchema, ToMany},
     service::{Ctx, Draft, Link, ResourceRules},
@@ -63,6 +63,11 @@ impl ResourceRules for Groups {
         &SCHEMA
     }
 
+    /// Users read the groups they belong to; only admins write (our choice, resources.md).
+    fn access(&self, actor: &Actor, op: crate::service::Op) -> crate::service::Access {
+        crate::service::admin_writes(actor, op)
+    }
+
     /// A `user` sees the groups they belong to.
     fn visibility(&self, actor: &Actor) -> Cond {
         match (&actor.user_id, actor.is_admin()) {
@@ -103,7 +108,20 @@ impl ResourceRules for Groups {
             Cond::eq("role", "owner"),
             Cond::Cmp("user_id".into(), crate::query::CmpOp::Ne, owner.clone()),
         ]);
-        if let Some(mut previous) = ctx.tx.find("group_members", stale_owner.clone()).await? {
+        // `group_members` has no `id` column: no `find` (which orders by id).
+        let stale = ctx
+            .tx
+            .list(
+                "group_members",
+                &ListQuery {
+                    cond: stale_owner.clone(),
+                    sort: vec![],
+                    offset: 0,
+                    limit: 1,
+                },
+            )
+            .await?;
+        if let Some(mut previous) = stale.into_iter().next() {
             ctx.tx.delete_where("group_members", &stale_owner).await?;
             previous.insert("role".into(), json!("admin"));
             ctx.tx.insert("group_members", &previous).await?;
@@ -210,9 +228,16 @@ async fn check(
                     continue;
                 }
             }
-            if !is_owner {
-                kept.push(link);
-            }
+            // The owner's membership is kept as-is (role `owner`, rewritten by `after_write`),
+            // so that naming it again is not seen as a change.
+            kept.push(if is_owner {
+                Link {
+                    id: link.id,
+                    role: Some("owner".into()),
+                }
+            } else {
+                link
+            });
         }
         if before.is_some() && !has_owner {
             draft.invalid_rel("members", "the owner cannot be removed from the group");

@@ -26,9 +26,10 @@ pub static SCHEMA: ResourceSchema = ResourceSchema {
     attributes: &[
         AttrSpec::text("name", 1, 100).required(),
         AttrSpec::text("description", 0, 1000).default(Default::Text("")),
+        // Duplicates are removed (below), not counted against the seven methods.
         AttrSpec::new(
             "methods",
-            crate::schema::AttrType::TextList { max_items: 7 },
+            crate::schema::AttrType::TextList { max_items: 100 },
         )
         .default(Default::EmptyList),
         AttrSpec::text("path_pattern", 1, 1024).required(),

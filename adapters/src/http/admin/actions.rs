@@ -132,13 +132,29 @@ async fn edit_members(
             meta: link.role.as_ref().map(|r| serde_json::json!({"role": r})),
         })
         .collect();
-    for identifier in &listed {
+    for (index, identifier) in listed.iter().enumerate() {
         if identifier.type_name != "users" {
             return Err(ApiError::pointer(
                 "TYPE_MISMATCH",
-                "/data",
+                format!("/data/{index}/type"),
                 "members are users",
             ));
+        }
+    }
+    if add {
+        for (index, identifier) in listed.iter().enumerate() {
+            if state
+                .service
+                .get(&actor, users, &identifier.id)
+                .await
+                .is_err()
+            {
+                return Err(ApiError::pointer(
+                    "RELATED_NOT_FOUND",
+                    format!("/data/{index}"),
+                    "no such user",
+                ));
+            }
         }
     }
     if add {
@@ -182,6 +198,7 @@ async fn edit_members(
         "links": {
             "self": req.path(),
             "related": format!("{}/members", render::resource_path(rules.schema(), &id)),
+            "describedby": "/docs/openapi.json",
         },
         "data": links.iter().map(|l| render::identifier("users", l)).collect::<Vec<_>>(),
     });
