@@ -2,5 +2,6 @@
 //! cases (the HTTP admin API and the proxy).
 
 pub mod http;
+pub mod mail;
 pub mod persistence;
 pub mod security;

@@ -88,6 +88,12 @@ impl SecretMint for RandomSecrets {
         random_bytes(&mut bytes);
         format!("whsec_{}", STANDARD.encode(bytes))
     }
+
+    fn reset_token(&self) -> String {
+        let mut bytes = [0u8; 32];
+        random_bytes(&mut bytes);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
 }
 
 /// argon2id with the OWASP parameters (m = 19456 KiB, t = 2, p = 1), off the async threads.

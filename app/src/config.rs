@@ -55,6 +55,10 @@ pub struct Config {
     pub cookie_secure: bool,
     /// Comma-separated origins that may send cookie-authenticated writes besides the admin's own.
     pub allowed_origins: String,
+    /// Open `POST /api/auth/register` (self sign-up).
+    pub allow_registration: bool,
+    /// Development conveniences: without SMTP, password-reset links are logged at WARN.
+    pub dev_mode: bool,
     /// Allow webhook URLs on loopback/private addresses (development only).
     pub webhook_allow_private: bool,
     /// `text` or `json`.
@@ -77,6 +81,8 @@ impl Default for Config {
             jwt_secret: None,
             session_secret: None,
             cookie_secure: false,
+            allow_registration: false,
+            dev_mode: false,
             allowed_origins: String::new(),
             admin_email: None,
             admin_password: None,

@@ -19,6 +19,7 @@ use migration::{Migrator, MigratorTrait};
 use serde_json::json;
 use tollgate_adapters::{
     http::{admin, proxy, request_id},
+    mail::{LogMailer, NoMailer},
     persistence::{SeaStore, session_store::DbSessionStore},
     security::{
         AesVault, Argon2Passwords, JwtCodec, MemoryThrottle, RandomSecrets, SystemClock, UlidIds,
@@ -108,8 +109,14 @@ pub async fn services(
         vault: Arc::new(AesVault::new(&key)),
         tokens: Arc::new(JwtCodec::new(jwt_secret.as_bytes())),
         throttle: Arc::new(MemoryThrottle::default()),
+        mailer: if config.dev_mode {
+            Arc::new(LogMailer)
+        } else {
+            Arc::new(NoMailer)
+        },
         settings: Settings {
             webhook_allow_private: config.webhook_allow_private,
+            allow_registration: config.allow_registration,
         },
     };
     Ok((
@@ -179,6 +186,7 @@ impl Application {
         };
         let grace = config.shutdown_grace_seconds;
         let state = web::Data::new(admin::AdminState {
+            accounts: tollgate_domain::account::Accounts::new(service.clone()),
             service,
             auth,
             allowed_origins: config

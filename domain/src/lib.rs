@@ -2,6 +2,7 @@
 //! declaratively ([`schema`]), validated and changed by use cases ([`service`]) that talk to the
 //! outside world only through the traits in [`ports`].
 
+pub mod account;
 pub mod actor;
 pub mod auth;
 pub mod bootstrap;

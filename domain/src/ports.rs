@@ -66,6 +66,14 @@ pub trait SecretMint: Send + Sync + 'static {
     fn digest(&self, key: &str) -> String;
     /// `whsec_` + base64 of 32 random bytes.
     fn webhook_secret(&self) -> String;
+    /// 32 random bytes, base64url (password-reset tokens).
+    fn reset_token(&self) -> String;
+}
+
+/// Outgoing mail (password resets).
+#[async_trait]
+pub trait Mailer: Send + Sync + 'static {
+    async fn send_password_reset(&self, email: &str, token: &str) -> Result<(), StoreError>;
 }
 
 #[async_trait]
@@ -120,6 +128,7 @@ pub struct Ports {
     pub vault: Arc<dyn Vault>,
     pub tokens: Arc<dyn TokenCodec>,
     pub throttle: Arc<dyn LoginThrottle>,
+    pub mailer: Arc<dyn Mailer>,
     pub settings: Settings,
 }
 
@@ -128,4 +137,6 @@ pub struct Ports {
 pub struct Settings {
     /// Allow webhook URLs on loopback/private/link-local addresses (development, tests).
     pub webhook_allow_private: bool,
+    /// `POST /api/auth/register` is open (off by default).
+    pub allow_registration: bool,
 }

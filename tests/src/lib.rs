@@ -6,6 +6,8 @@
 
 use std::sync::Once;
 
+use tracing_subscriber::Layer;
+
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
@@ -20,12 +22,59 @@ pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 
 static INIT: Once = Once::new();
 
+/// Password-reset tokens the development-mode mailer logged: (email, token).
+static RESET_MAILS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Keeps what the log-only mailer writes, as a reader of the logs would see it.
+struct ResetMailCapture;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ResetMailCapture {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        struct Fields(Option<String>, Option<String>);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                let text = format!("{value:?}");
+                match field.name() {
+                    "email" => self.0 = Some(text),
+                    "reset_token" => self.1 = Some(text),
+                    _ => {}
+                }
+            }
+        }
+        let mut fields = Fields(None, None);
+        event.record(&mut fields);
+        if let Fields(Some(email), Some(token)) = fields
+            && let Ok(mut mails) = RESET_MAILS.lock()
+        {
+            mails.push((email, token));
+        }
+    }
+}
+
+/// The newest reset token logged for `email`.
+pub fn last_reset_token(email: &str) -> Option<String> {
+    RESET_MAILS
+        .lock()
+        .ok()?
+        .iter()
+        .rev()
+        .find(|(e, _)| e == email)
+        .map(|(_, t)| t.clone())
+}
+
 fn init() {
     INIT.call_once(|| {
+        use tracing_subscriber::layer::SubscriberExt;
         tollgate::install_crypto_provider();
-        if std::env::var_os("TEST_LOG").is_some() {
-            tollgate::telemetry::init("text", "debug");
-        }
+        let level = if std::env::var_os("TEST_LOG").is_some() { "debug" } else { "off" };
+        let subscriber = tracing_subscriber::registry()
+            .with(ResetMailCapture)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_test_writer()
+                    .with_filter(tracing_subscriber::EnvFilter::new(level)),
+            );
+        let _ = tracing::subscriber::set_global_default(subscriber);
     });
 }
 
@@ -338,4 +387,116 @@ impl TestApp {
 /// `{"data": {"type": t, "id": id}}` linkage.
 pub fn link(type_name: &str, id: &str) -> Value {
     json!({"data": {"type": type_name, "id": id}})
+}
+
+/// A signed-in browser: a cookie jar holding `tollgate_session`, plus the login's bearer token.
+pub struct Browser {
+    pub client: Client,
+    pub jar: std::sync::Arc<reqwest::cookie::Jar>,
+    pub token: String,
+    pub session_id: String,
+    /// The raw `Set-Cookie` value of the login (`tollgate_session=…`).
+    pub cookie: String,
+    pub origin: String,
+}
+
+impl TestApp {
+    /// Creates a user with a password (role `user` unless given) and returns its id.
+    pub async fn create_user_with_password(
+        &self,
+        email: &str,
+        password: &str,
+        role: &str,
+    ) -> String {
+        self.create(
+            "users",
+            "users",
+            json!({"email": email, "password": password, "role": role, "name": email}),
+            Value::Null,
+        )
+        .await
+        .id()
+    }
+
+    /// `POST /api/auth/login` with a fresh client of its own (no stored cookie).
+    pub async fn login_reply(&self, email: &str, password: &str) -> Reply {
+        let body = json!({"data": {"type": "sessions", "attributes": {"email": email, "password": password}}});
+        Reply::from(
+            self.client
+                .post(self.url("/api/auth/login"))
+                .header("Content-Type", MT)
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("login sent"),
+        )
+        .await
+    }
+
+    /// Signs in through a cookie-keeping client.
+    pub async fn login(&self, email: &str, password: &str) -> Browser {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let client = Client::builder()
+            .no_proxy()
+            .cookie_provider(jar.clone())
+            .build()
+            .expect("client");
+        let body = json!({"data": {"type": "sessions", "attributes": {"email": email, "password": password}}});
+        let response = client
+            .post(self.url("/api/auth/login"))
+            .header("Content-Type", MT)
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("login sent");
+        let reply = Reply::from(response).await;
+        reply.expect(200);
+        let cookie = reply
+            .header("set-cookie")
+            .and_then(|c| c.split(';').next())
+            .expect("a session cookie")
+            .to_owned();
+        Browser {
+            client,
+            jar,
+            token: reply.body["data"]["attributes"]["token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            session_id: reply.id(),
+            cookie,
+            origin: self.admin.clone(),
+        }
+    }
+
+    /// A request with only the given `Cookie` header (a replayed cookie).
+    pub async fn with_cookie(&self, method: Method, path: &str, cookie: &str) -> Reply {
+        self.send(
+            self.client
+                .request(method, self.url(path))
+                .header("Cookie", cookie)
+                .header("Origin", &self.admin),
+        )
+        .await
+    }
+
+    /// A request with only the given bearer token.
+    pub async fn with_token(&self, method: Method, path: &str, token: &str) -> Reply {
+        self.send(
+            self.client
+                .request(method, self.url(path))
+                .bearer_auth(token),
+        )
+        .await
+    }
+}
+
+impl Browser {
+    /// A request through the cookie jar, with the admin origin (as a browser sends it).
+    pub fn request(&self, app: &TestApp, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, app.url(path))
+            .header("Accept", MT)
+            .header("Origin", &self.origin)
+    }
 }

@@ -296,3 +296,28 @@ impl ApiError {
         self
     }
 }
+
+impl From<tollgate_domain::account::AccountError> for ApiError {
+    fn from(err: tollgate_domain::account::AccountError) -> Self {
+        use tollgate_domain::account::AccountError;
+        match err {
+            AccountError::WrongCurrentPassword => ApiError::pointer(
+                "INVALID_CURRENT_PASSWORD",
+                "/data/attributes/current_password",
+                "the current password is wrong",
+            ),
+            AccountError::InvalidResetToken => ApiError::pointer(
+                "INVALID_RESET_TOKEN",
+                "/data/attributes/token",
+                "the reset token is unknown, used or expired",
+            ),
+            AccountError::RegistrationClosed => ApiError::new("NOT_FOUND", "no such path"),
+            AccountError::EmailTaken => ApiError::pointer(
+                "EMAIL_TAKEN",
+                "/data/attributes/email",
+                "the email is already registered",
+            ),
+            AccountError::Domain(err) => err.into(),
+        }
+    }
+}

@@ -65,6 +65,11 @@ impl ResourceRules for ApiKeys {
         &SCHEMA
     }
 
+    /// A `user` manages their own keys (visibility narrows to them).
+    fn access(&self, _actor: &Actor, _op: crate::service::Op) -> crate::service::Access {
+        crate::service::Access::Allow
+    }
+
     /// A `user` sees their own keys.
     fn visibility(&self, actor: &Actor) -> Cond {
         super::users::own_only(actor, "user_id")

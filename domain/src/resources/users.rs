@@ -74,6 +74,15 @@ impl ResourceRules for Users {
         &SCHEMA
     }
 
+    /// A `user` reads and renames their own record; everything else is for admins.
+    fn access(&self, actor: &Actor, op: crate::service::Op) -> crate::service::Access {
+        use crate::service::{Access, Op};
+        match (actor.is_admin(), op) {
+            (true, _) | (false, Op::Read | Op::Update) => Access::Allow,
+            (false, _) => Access::Forbidden,
+        }
+    }
+
     /// A `user` sees only their own record.
     fn visibility(&self, actor: &Actor) -> Cond {
         own_only(actor, "id")

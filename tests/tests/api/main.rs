@@ -1,6 +1,7 @@
 //! The admin API, black-box: one binary, one module per concern.
 
 mod api_keys;
+mod auth;
 mod groups;
 mod jsonapi;
 mod plans;

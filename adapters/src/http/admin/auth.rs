@@ -23,10 +23,19 @@ use crate::http::{
 
 /// The string attributes an auth body must carry, in document order; 422 for anything else.
 fn string_attributes(input: &WriteInput, wanted: &[&str]) -> Result<Map<String, Value>, ApiError> {
+    string_attributes_with(input, wanted, &[])
+}
+
+/// Like [`string_attributes`], with some optional ones.
+fn string_attributes_with(
+    input: &WriteInput,
+    wanted: &[&str],
+    optional: &[&str],
+) -> Result<Map<String, Value>, ApiError> {
     let mut problems = Vec::new();
     let mut values = Map::new();
     for (name, value) in &input.attributes {
-        if !wanted.contains(&name.as_str()) {
+        if !wanted.contains(&name.as_str()) && !optional.contains(&name.as_str()) {
             problems.push(Problem {
                 member: tollgate_domain::Member::Attribute(name.clone()),
                 kind: tollgate_domain::ProblemKind::UnknownAttribute,
@@ -112,9 +121,21 @@ pub async fn login(
     let attrs = string_attributes(&input, &["email", "password"])?;
     let email = attrs["email"].as_str().unwrap_or_default();
     let password = attrs["password"].as_str().unwrap_or_default();
+    start_session(&req, &session, &state, email, password, StatusCode::OK).await
+}
+
+/// Logs in and answers with the session document (login and register share it).
+async fn start_session(
+    req: &HttpRequest,
+    session: &Session,
+    state: &AdminState,
+    email: &str,
+    password: &str,
+    status: StatusCode,
+) -> Result<HttpResponse, ApiError> {
     let login = state
         .auth
-        .login(email, password, &client_ip(&req))
+        .login(email, password, &client_ip(req))
         .await
         .map_err(|err| match err {
             LoginError::InvalidCredentials => {
@@ -163,7 +184,214 @@ pub async fn login(
         },
         "included": [user_object(&login.user, role)],
     });
+    let mut response = render::json_api(status, doc);
+    if status == StatusCode::CREATED
+        && let Ok(location) =
+            actix_web::http::header::HeaderValue::from_str(&format!("/api/users/{user_id}"))
+    {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// The caller's own id, or 404 (a system actor has none).
+fn own_id(actor: &tollgate_domain::Actor) -> Result<String, ApiError> {
+    actor.user_id.clone().ok_or_else(ApiError::not_found)
+}
+
+/// `PATCH /api/auth/me`: own `name`, or a password change with the current password.
+pub async fn update_me(
+    req: HttpRequest,
+    body: web::Payload,
+    session: Session,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = state.authenticate(&req).await?;
+    media::check_accept(&req)?;
+    let body = read_body(&req, body).await?;
+    let params = query::parse(
+        req.query_string(),
+        &users::SCHEMA,
+        Families::Single,
+        actor.role,
+        state.service.now(),
+    )?;
+    let id = own_id(&actor)?;
+    let input = document::parse_resource(
+        &body,
+        Expect::Update {
+            type_name: "users",
+            id: &id,
+        },
+    )?;
+    let changes_password = input.attributes.iter().any(|(n, _)| n == "password");
+    let row = state.accounts.update_me(&actor, input).await?;
+    if changes_password && actor.method == Some(AuthMethod::Session) {
+        session.renew();
+    }
+    let rows = [row];
+    let compound = render::resolve(&state.service, &actor, &params, &users::SCHEMA, &rows).await?;
+    let data = render::resource_object(
+        &users::SCHEMA,
+        &rows[0],
+        actor.role,
+        &params,
+        &compound.linkage,
+        None,
+    );
+    let doc = render::single(
+        data,
+        Some(&compound),
+        actor.role,
+        &params,
+        render::self_link(req.path(), req.query_string()),
+    );
     Ok(render::json_api(StatusCode::OK, doc))
+}
+
+/// `POST /api/auth/password`: `passwords` with `current_password` and `password`.
+pub async fn change_password(
+    req: HttpRequest,
+    body: web::Payload,
+    session: Session,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = state.authenticate(&req).await?;
+    media::check_accept(&req)?;
+    let body = read_body(&req, body).await?;
+    query::parse(
+        req.query_string(),
+        &users::SCHEMA,
+        Families::Nothing,
+        actor.role,
+        state.service.now(),
+    )?;
+    let input = document::parse_resource(
+        &body,
+        Expect::Fixed {
+            type_name: "passwords",
+        },
+    )?;
+    let attrs = string_attributes(&input, &["current_password", "password"])?;
+    state
+        .accounts
+        .change_password(
+            &actor,
+            attrs["current_password"].as_str().unwrap_or_default(),
+            attrs["password"].as_str().unwrap_or_default(),
+        )
+        .await?;
+    if actor.method == Some(AuthMethod::Session) {
+        session.renew();
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /api/auth/register` (when enabled): a new `user`, signed in at once.
+pub async fn register(
+    req: HttpRequest,
+    body: web::Payload,
+    session: Session,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    if !state.service.ports().settings.allow_registration {
+        return Err(ApiError::new("NOT_FOUND", "no such path"));
+    }
+    media::check_accept(&req)?;
+    let body = read_body(&req, body).await?;
+    query::parse(
+        req.query_string(),
+        &users::SCHEMA,
+        Families::Nothing,
+        tollgate_domain::Role::User,
+        state.service.now(),
+    )?;
+    let input = document::parse_resource(&body, Expect::Fixed { type_name: "users" })?;
+    let attrs = string_attributes_with(&input, &["email", "password"], &["name"])?;
+    let email = attrs["email"].as_str().unwrap_or_default();
+    let password = attrs["password"].as_str().unwrap_or_default();
+    state
+        .accounts
+        .register(email, password, attrs.get("name").cloned())
+        .await?;
+    session.clear();
+    start_session(&req, &session, &state, email, password, StatusCode::CREATED).await
+}
+
+fn meta_message(message: &str) -> HttpResponse {
+    render::json_api(
+        StatusCode::OK,
+        json!({"jsonapi": {"version": "1.1"}, "meta": {"message": message}}),
+    )
+}
+
+/// `POST /api/auth/forgot-password`: always the same 200.
+pub async fn forgot_password(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    media::check_accept(&req)?;
+    let body = read_body(&req, body).await?;
+    query::parse(
+        req.query_string(),
+        &users::SCHEMA,
+        Families::Nothing,
+        tollgate_domain::Role::User,
+        state.service.now(),
+    )?;
+    let input = document::parse_resource(
+        &body,
+        Expect::Fixed {
+            type_name: "password_resets",
+        },
+    )?;
+    let attrs = string_attributes(&input, &["email"])?;
+    if let Err(err) = state
+        .accounts
+        .forgot_password(attrs["email"].as_str().unwrap_or_default())
+        .await
+    {
+        // The answer must not depend on what happened.
+        tracing::error!(error = %err, "password reset request failed");
+    }
+    Ok(meta_message(
+        "If that address is registered, a reset link has been sent.",
+    ))
+}
+
+/// `POST /api/auth/reset-password`: token + new password.
+pub async fn reset_password(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    media::check_accept(&req)?;
+    let body = read_body(&req, body).await?;
+    query::parse(
+        req.query_string(),
+        &users::SCHEMA,
+        Families::Nothing,
+        tollgate_domain::Role::User,
+        state.service.now(),
+    )?;
+    let input = document::parse_resource(
+        &body,
+        Expect::Fixed {
+            type_name: "password_resets",
+        },
+    )?;
+    let attrs = string_attributes(&input, &["token", "password"])?;
+    state
+        .accounts
+        .reset_password(
+            attrs["token"].as_str().unwrap_or_default(),
+            attrs["password"].as_str().unwrap_or_default(),
+        )
+        .await?;
+    Ok(meta_message("The password has been changed."))
 }
 
 /// `POST /api/auth/logout`: the session (cookie or the token's) ends server-side.

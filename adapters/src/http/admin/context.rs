@@ -21,6 +21,7 @@ pub const SESSION_COOKIE: &str = "tollgate_session";
 #[derive(Clone)]
 pub struct AdminState {
     pub service: ResourceService,
+    pub accounts: tollgate_domain::account::Accounts,
     pub auth: Authentication,
     /// Origins besides the admin listener's own that may send cookie-authenticated writes.
     pub allowed_origins: Vec<String>,

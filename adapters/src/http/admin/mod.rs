@@ -57,10 +57,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/api/users/{id}/sessions/recycle",
         web::post().to(auth::recycle_user),
     ));
+    cfg.service(post(
+        "/api/auth/password",
+        web::post().to(auth::change_password),
+    ));
+    cfg.service(post("/api/auth/register", web::post().to(auth::register)));
+    cfg.service(post(
+        "/api/auth/forgot-password",
+        web::post().to(auth::forgot_password),
+    ));
+    cfg.service(post(
+        "/api/auth/reset-password",
+        web::post().to(auth::reset_password),
+    ));
     cfg.service(
         web::resource("/api/auth/me")
             .route(web::get().to(auth::me))
-            .default_service(web::to(not_allowed("GET"))),
+            .route(web::patch().to(auth::update_me))
+            .default_service(web::to(not_allowed("GET, PATCH"))),
     );
     for rules in domain_resources::ALL {
         register(cfg, rules);
