@@ -126,6 +126,18 @@ impl ResourceRules for Users {
         if was_active_admin && !is_active_admin(&draft.row) {
             ensure_other_admin(ctx, before).await?;
         }
+        // Sessions (and their tokens) end when the account stops being active, changes role,
+        // or gets a password set by someone else.
+        let inactive = draft.row.get("status") != Some(&json!("active"));
+        let password_set = !own && draft.write_only.contains_key("password");
+        if inactive || changes("role") || password_set {
+            ctx.tx
+                .delete_where(
+                    "sessions",
+                    &Cond::Eq("user_id".into(), before["id"].clone()),
+                )
+                .await?;
+        }
         Ok(())
     }
 

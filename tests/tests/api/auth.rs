@@ -466,12 +466,20 @@ async fn the_user_role_sees_only_what_is_theirs() {
 #[tokio::test]
 async fn own_profile_and_password_changes() {
     let app = spawn_app().await;
-    let ada = app.create_user_with_password("ada@example.com", PASSWORD, "user").await;
+    let ada = app
+        .create_user_with_password("ada@example.com", PASSWORD, "user")
+        .await;
     let here = app.login("ada@example.com", PASSWORD).await;
     let there = app.login("ada@example.com", PASSWORD).await;
     let patch_me = |browser: &tollgate_tests::Browser, attributes: Value| {
-        let body = json!({"data": {"type": "users", "id": ada, "attributes": attributes}}).to_string();
-        app.send(browser.request(&app, Method::PATCH, "/api/auth/me").header("Content-Type", MT).body(body))
+        let body =
+            json!({"data": {"type": "users", "id": ada, "attributes": attributes}}).to_string();
+        app.send(
+            browser
+                .request(&app, Method::PATCH, "/api/auth/me")
+                .header("Content-Type", MT)
+                .body(body),
+        )
     };
     let renamed = patch_me(&here, json!({"name": "Ada L."})).await;
     renamed.expect(200);
@@ -481,26 +489,51 @@ async fn own_profile_and_password_changes() {
         .expect_error(422, "READ_ONLY_ATTRIBUTE", Some("/data/attributes/role"));
     patch_me(&here, json!({"password": "a brand new password"}))
         .await
-        .expect_error(422, "VALIDATION_ERROR", Some("/data/attributes/current_password"));
-    patch_me(&here, json!({"current_password": "not my password", "password": "a brand new password"}))
+        .expect_error(
+            422,
+            "VALIDATION_ERROR",
+            Some("/data/attributes/current_password"),
+        );
+    patch_me(
+        &here,
+        json!({"current_password": "not my password", "password": "a brand new password"}),
+    )
+    .await
+    .expect_error(401, "INVALID_CURRENT_PASSWORD", None);
+    patch_me(
+        &here,
+        json!({"current_password": PASSWORD, "password": "short"}),
+    )
+    .await
+    .expect_error(422, "VALIDATION_ERROR", Some("/data/attributes/password"));
+    patch_me(
+        &here,
+        json!({"current_password": PASSWORD, "password": "a brand new password"}),
+    )
+    .await
+    .expect(200);
+    // The other session ended; this one goes on; the new password works, the old does not.
+    app.with_token(Method::GET, "/api/auth/me", &there.token)
         .await
-        .expect_error(401, "INVALID_CURRENT_PASSWORD", None);
-    patch_me(&here, json!({"current_password": PASSWORD, "password": "short"}))
-        .await
-        .expect_error(422, "VALIDATION_ERROR", Some("/data/attributes/password"));
-    patch_me(&here, json!({"current_password": PASSWORD, "password": "a brand new password"}))
+        .expect_error(401, "UNAUTHORIZED", None);
+    app.send(here.request(&app, Method::GET, "/api/auth/me"))
         .await
         .expect(200);
-    // The other session ended; this one goes on; the new password works, the old does not.
-    app.with_token(Method::GET, "/api/auth/me", &there.token).await.expect_error(401, "UNAUTHORIZED", None);
-    app.send(here.request(&app, Method::GET, "/api/auth/me")).await.expect(200);
-    app.login_reply("ada@example.com", PASSWORD).await.expect_error(401, "INVALID_CREDENTIALS", None);
-    app.login_reply("ada@example.com", "a brand new password").await.expect(200);
+    app.login_reply("ada@example.com", PASSWORD)
+        .await
+        .expect_error(401, "INVALID_CREDENTIALS", None);
+    app.login_reply("ada@example.com", "a brand new password")
+        .await
+        .expect(200);
 
     // POST /api/auth/password does the same; admin keys cannot use it.
     let body = json!({"data": {"type": "passwords", "attributes": {"current_password": "a brand new password", "password": "yet another password"}}});
     let changed = app
-        .send(here.request(&app, Method::POST, "/api/auth/password").header("Content-Type", MT).body(body.to_string()))
+        .send(
+            here.request(&app, Method::POST, "/api/auth/password")
+                .header("Content-Type", MT)
+                .body(body.to_string()),
+        )
         .await;
     changed.expect(204);
     let by_key = app.post("/api/auth/password", json!({"data": {"type": "passwords", "attributes": {"current_password": "x", "password": "yet another password"}}})).await;
@@ -512,7 +545,14 @@ async fn registration_is_off_unless_enabled() {
     let closed = spawn_app().await;
     let body = json!({"data": {"type": "users", "attributes": {"email": "new@example.com", "password": PASSWORD}}});
     let reply = Reply::from(
-        closed.client.post(closed.url("/api/auth/register")).header("Content-Type", MT).body(body.to_string()).send().await.unwrap(),
+        closed
+            .client
+            .post(closed.url("/api/auth/register"))
+            .header("Content-Type", MT)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     reply.expect_error(404, "NOT_FOUND", None);
@@ -521,16 +561,43 @@ async fn registration_is_off_unless_enabled() {
     let register = |body: Value| {
         let open = &open;
         async move {
-            Reply::from(open.client.post(open.url("/api/auth/register")).header("Content-Type", MT).body(body.to_string()).send().await.unwrap()).await
+            Reply::from(
+                open.client
+                    .post(open.url("/api/auth/register"))
+                    .header("Content-Type", MT)
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
         }
     };
     let created = register(json!({"data": {"type": "users", "attributes": {"email": "New@Example.com", "password": PASSWORD, "name": "New"}}})).await;
     created.expect(201);
-    let user_id = created.body["data"]["relationships"]["user"]["data"]["id"].as_str().unwrap().to_owned();
-    assert_eq!(created.header("location"), Some(format!("/api/users/{user_id}").as_str()));
-    assert!(created.header("set-cookie").unwrap().starts_with("tollgate_session="));
+    let user_id = created.body["data"]["relationships"]["user"]["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/api/users/{user_id}").as_str())
+    );
+    assert!(
+        created
+            .header("set-cookie")
+            .unwrap()
+            .starts_with("tollgate_session=")
+    );
     let user = &created.body["included"][0]["attributes"];
-    assert_eq!((user["role"].clone(), user["status"].clone(), user["email"].clone()), (json!("user"), json!("active"), json!("new@example.com")));
+    assert_eq!(
+        (
+            user["role"].clone(),
+            user["status"].clone(),
+            user["email"].clone()
+        ),
+        (json!("user"), json!("active"), json!("new@example.com"))
+    );
     register(json!({"data": {"type": "users", "attributes": {"email": "new@example.com", "password": PASSWORD}}}))
         .await
         .expect_error(409, "EMAIL_TAKEN", None);
@@ -546,43 +613,84 @@ async fn registration_is_off_unless_enabled() {
 async fn password_reset_tokens_are_single_use_and_expire() {
     let app = tollgate_tests::spawn_app_with(|c| c.dev_mode = true).await;
     let email = format!("reset-{}@example.com", app.admin_id.to_lowercase());
-    app.create_user_with_password(&email, PASSWORD, "user").await;
+    app.create_user_with_password(&email, PASSWORD, "user")
+        .await;
     let session = app.login(&email, PASSWORD).await;
     let forgot = |address: String| {
         let app = &app;
         async move {
-            let body = json!({"data": {"type": "password_resets", "attributes": {"email": address}}});
-            Reply::from(app.client.post(app.url("/api/auth/forgot-password")).header("Content-Type", MT).body(body.to_string()).send().await.unwrap()).await
+            let body =
+                json!({"data": {"type": "password_resets", "attributes": {"email": address}}});
+            Reply::from(
+                app.client
+                    .post(app.url("/api/auth/forgot-password"))
+                    .header("Content-Type", MT)
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
         }
     };
     let reset = |token: String, password: &'static str| {
         let app = &app;
         async move {
             let body = json!({"data": {"type": "password_resets", "attributes": {"token": token, "password": password}}});
-            Reply::from(app.client.post(app.url("/api/auth/reset-password")).header("Content-Type", MT).body(body.to_string()).send().await.unwrap()).await
+            Reply::from(
+                app.client
+                    .post(app.url("/api/auth/reset-password"))
+                    .header("Content-Type", MT)
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
         }
     };
     let unknown = forgot("nobody-here@example.com".into()).await;
     unknown.expect(200);
     let known = forgot(email.clone()).await;
     known.expect(200);
-    assert_eq!(known.body, unknown.body, "the same answer whether or not the address exists");
+    assert_eq!(
+        known.body, unknown.body,
+        "the same answer whether or not the address exists"
+    );
     assert!(known.body.get("data").is_none() && known.body["meta"]["message"].is_string());
     let first = tollgate_tests::last_reset_token(&email).expect("a reset token was mailed");
     forgot(email.clone()).await.expect(200);
     let second = tollgate_tests::last_reset_token(&email).unwrap();
     assert_ne!(first, second);
-    reset(first, "the reset password 1").await.expect_error(400, "INVALID_RESET_TOKEN", None);
-    reset(second.clone(), "short").await.expect_error(422, "VALIDATION_ERROR", Some("/data/attributes/password"));
-    reset(second.clone(), "the reset password 1").await.expect(200);
-    reset(second, "the reset password 2").await.expect_error(400, "INVALID_RESET_TOKEN", None);
-    app.with_token(Method::GET, "/api/auth/me", &session.token).await.expect_error(401, "UNAUTHORIZED", None);
-    app.login_reply(&email, "the reset password 1").await.expect(200);
+    reset(first, "the reset password 1")
+        .await
+        .expect_error(400, "INVALID_RESET_TOKEN", None);
+    reset(second.clone(), "short").await.expect_error(
+        422,
+        "VALIDATION_ERROR",
+        Some("/data/attributes/password"),
+    );
+    reset(second.clone(), "the reset password 1")
+        .await
+        .expect(200);
+    reset(second, "the reset password 2")
+        .await
+        .expect_error(400, "INVALID_RESET_TOKEN", None);
+    app.with_token(Method::GET, "/api/auth/me", &session.token)
+        .await
+        .expect_error(401, "UNAUTHORIZED", None);
+    app.login_reply(&email, "the reset password 1")
+        .await
+        .expect(200);
 
     // An expired token is refused.
     forgot(email.clone()).await.expect(200);
     let third = tollgate_tests::last_reset_token(&email).unwrap();
     let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
-    sea_orm::ConnectionTrait::execute_unprepared(&db, "UPDATE password_resets SET expires_at = 0").await.unwrap();
-    reset(third, "the reset password 3").await.expect_error(400, "INVALID_RESET_TOKEN", None);
+    sea_orm::ConnectionTrait::execute_unprepared(&db, "UPDATE password_resets SET expires_at = 0")
+        .await
+        .unwrap();
+    reset(third, "the reset password 3")
+        .await
+        .expect_error(400, "INVALID_RESET_TOKEN", None);
 }

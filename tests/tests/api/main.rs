@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod auth;
+mod authorization;
 mod groups;
 mod jsonapi;
 mod plans;
