@@ -29,7 +29,11 @@ static RESET_MAILS: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::
 struct ResetMailCapture;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ResetMailCapture {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
         struct Fields(Option<String>, Option<String>);
         impl tracing::field::Visit for Fields {
             fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
@@ -66,14 +70,16 @@ fn init() {
     INIT.call_once(|| {
         use tracing_subscriber::layer::SubscriberExt;
         tollgate::install_crypto_provider();
-        let level = if std::env::var_os("TEST_LOG").is_some() { "debug" } else { "off" };
-        let subscriber = tracing_subscriber::registry()
-            .with(ResetMailCapture)
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_test_writer()
-                    .with_filter(tracing_subscriber::EnvFilter::new(level)),
-            );
+        let level = if std::env::var_os("TEST_LOG").is_some() {
+            "debug"
+        } else {
+            "off"
+        };
+        let subscriber = tracing_subscriber::registry().with(ResetMailCapture).with(
+            tracing_subscriber::fmt::layer()
+                .with_test_writer()
+                .with_filter(tracing_subscriber::EnvFilter::new(level)),
+        );
         let _ = tracing::subscriber::set_global_default(subscriber);
     });
 }
