@@ -71,8 +71,24 @@ impl ResourceRules for ApiKeys {
     }
 
     /// A `user` sees their own keys.
+    /// Own keys, plus the keys of groups where the caller is owner or admin.
     fn visibility(&self, actor: &Actor) -> Cond {
-        super::users::own_only(actor, "user_id")
+        match (&actor.user_id, actor.is_admin()) {
+            (_, true) => Cond::True,
+            (Some(me), false) => Cond::Any(vec![
+                Cond::eq("user_id", me.clone()),
+                Cond::InSelect {
+                    column: "group_id".into(),
+                    table: "group_members".into(),
+                    select: "group_id".into(),
+                    cond: Box::new(
+                        Cond::eq("user_id", me.clone())
+                            .and(Cond::is_in("role", vec![json!("owner"), json!("admin")])),
+                    ),
+                },
+            ]),
+            (None, false) => Cond::is_null("id"),
+        }
     }
 
     fn decorate(&self, row: &mut Row, now: Timestamp) {
@@ -88,6 +104,7 @@ impl ResourceRules for ApiKeys {
             }
         }
         check_expiry(ctx.now, draft);
+        check_group(ctx, draft).await?;
         let kind = draft.str("kind").unwrap_or("live").to_owned();
         let owner_id = draft.str("user_id").map(str::to_owned);
         if let Some(owner_id) = &owner_id {
@@ -159,6 +176,49 @@ impl ResourceRules for ApiKeys {
         }
         Ok(())
     }
+}
+
+/// A group key belongs to a member of the group; a `user` caller must be its owner or admin.
+async fn check_group(ctx: &mut Ctx<'_>, draft: &mut Draft) -> Result<(), DomainError> {
+    let (Some(group_id), Some(user_id)) = (
+        draft.str("group_id").map(str::to_owned),
+        draft.str("user_id").map(str::to_owned),
+    ) else {
+        return Ok(());
+    };
+    let live = Cond::is_null("deleted_at").and(Cond::eq("id", group_id.clone()));
+    if !is_group_id(&group_id) || ctx.tx.find("groups", live).await?.is_none() {
+        // Unknown group: the generic existence check answers 404.
+        return Ok(());
+    }
+    let membership =
+        |user: String| Cond::eq("group_id", group_id.clone()).and(Cond::eq("user_id", user));
+    if !ctx.actor.is_admin() {
+        let me = ctx.actor.user_id.clone().unwrap_or_default();
+        let Some(mine) = ctx.tx.find("group_members", membership(me)).await? else {
+            // Not a member: the group is invisible, and the existence check answers 404.
+            return Ok(());
+        };
+        let role = mine.get("role").and_then(Value::as_str).unwrap_or_default();
+        if role != "owner" && role != "admin" {
+            return Err(DomainError::Forbidden(
+                "only the group's owner or admins create its keys".into(),
+            ));
+        }
+    }
+    if ctx
+        .tx
+        .find("group_members", membership(user_id))
+        .await?
+        .is_none()
+    {
+        draft.invalid_rel("group", "the key's user must be a member of the group");
+    }
+    Ok(())
+}
+
+fn is_group_id(id: &str) -> bool {
+    crate::ids::is_valid_id("grp_", id)
 }
 
 fn check_expiry(now: Timestamp, draft: &mut Draft) {

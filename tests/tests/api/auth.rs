@@ -694,3 +694,120 @@ async fn password_reset_tokens_are_single_use_and_expire() {
         .await
         .expect_error(400, "INVALID_RESET_TOKEN", None);
 }
+
+#[tokio::test]
+async fn group_owners_and_admins_manage_the_group_keys() {
+    let app = spawn_app().await;
+    let owner = app
+        .create_user_with_password("owner@example.com", PASSWORD, "user")
+        .await;
+    let deputy = app
+        .create_user_with_password("deputy@example.com", PASSWORD, "user")
+        .await;
+    let member = app
+        .create_user_with_password("member@example.com", PASSWORD, "user")
+        .await;
+    let outsider = app
+        .create_user_with_password("outsider@example.com", PASSWORD, "user")
+        .await;
+    let members = json!({"data": [
+        {"type": "users", "id": deputy, "meta": {"role": "admin"}},
+        {"type": "users", "id": member},
+    ]});
+    let group = app
+        .create(
+            "groups",
+            "groups",
+            json!({"name": "Team"}),
+            json!({"owner": tollgate_tests::link("users", &owner), "members": members}),
+        )
+        .await
+        .id();
+    let token = |email: &'static str| {
+        let app = &app;
+        async move { app.login(email, PASSWORD).await.token }
+    };
+    let (owner_token, deputy_token, member_token, outsider_token) = (
+        token("owner@example.com").await,
+        token("deputy@example.com").await,
+        token("member@example.com").await,
+        token("outsider@example.com").await,
+    );
+    let create_key = |bearer: String, name: &'static str| {
+        let app = &app;
+        let group = group.clone();
+        async move {
+            let body = json!({"data": {"type": "api_keys", "attributes": {"name": name}, "relationships": {"group": tollgate_tests::link("groups", &group)}}});
+            app.send(
+                app.client
+                    .post(app.url("/api/api-keys"))
+                    .bearer_auth(bearer)
+                    .header("Content-Type", MT)
+                    .body(body.to_string()),
+            )
+            .await
+        }
+    };
+    let owners_key = create_key(owner_token.clone(), "owner's").await;
+    owners_key.expect(201);
+    assert_eq!(
+        owners_key.body["data"]["relationships"]["group"]["data"]["id"],
+        json!(group)
+    );
+    let deputys_key = create_key(deputy_token.clone(), "deputy's").await;
+    deputys_key.expect(201);
+    create_key(member_token, "member's")
+        .await
+        .expect_error(403, "FORBIDDEN", None);
+    create_key(outsider_token, "outsider's").await.expect_error(
+        404,
+        "RELATED_NOT_FOUND",
+        Some("/data/relationships/group/data"),
+    );
+
+    // The owner sees and revokes the deputy's group key; a plain member's view stays their own.
+    let listed = app
+        .with_token(
+            Method::GET,
+            &format!("/api/api-keys?filter[group]={group}"),
+            &owner_token,
+        )
+        .await;
+    assert_eq!(listed.body["meta"]["total"], json!(2), "{}", listed.body);
+    let owner_view = app
+        .with_token(
+            Method::GET,
+            &format!("/api/api-keys/{}", deputys_key.id()),
+            &owner_token,
+        )
+        .await;
+    owner_view.expect(200);
+    let revoked = app
+        .with_token(
+            Method::POST,
+            &format!("/api/api-keys/{}/revoke", deputys_key.id()),
+            &owner_token,
+        )
+        .await;
+    revoked.expect(200);
+    assert_eq!(revoked.attr("status"), &json!("revoked"));
+    let member_view = app
+        .with_token(
+            Method::GET,
+            &format!("/api/api-keys/{}", owners_key.id()),
+            &app.login("member@example.com", PASSWORD).await.token,
+        )
+        .await;
+    member_view.expect_error(404, "NOT_FOUND", None);
+
+    // An admin cannot hand a group key to someone outside the group.
+    let stray = app
+        .post(
+            "/api/api-keys",
+            json!({"data": {"type": "api_keys", "attributes": {"name": "stray"}, "relationships": {
+                "user": tollgate_tests::link("users", &outsider), "group": tollgate_tests::link("groups", &group)}}}),
+        )
+        .await;
+    stray.expect_error(422, "VALIDATION_ERROR", Some("/data/relationships/group"));
+    let _ = member;
+}
