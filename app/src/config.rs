@@ -57,6 +57,10 @@ pub struct Config {
     pub allowed_origins: String,
     /// Open `POST /api/auth/register` (self sign-up).
     pub allow_registration: bool,
+    /// SMTP server for password-reset mail (`smtps://user:pass@host`, `smtp://host:587?tls=required`).
+    pub smtp_url: Option<Secret>,
+    /// Sender of Tollgate's mail.
+    pub mail_from: String,
     /// Development conveniences: without SMTP, password-reset links are logged at WARN.
     pub dev_mode: bool,
     /// Allow webhook URLs on loopback/private addresses (development only).
@@ -82,6 +86,8 @@ impl Default for Config {
             session_secret: None,
             cookie_secure: false,
             allow_registration: false,
+            smtp_url: None,
+            mail_from: "Tollgate <no-reply@tollgate.invalid>".into(),
             dev_mode: false,
             allowed_origins: String::new(),
             admin_email: None,

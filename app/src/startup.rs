@@ -19,7 +19,7 @@ use migration::{Migrator, MigratorTrait};
 use serde_json::json;
 use tollgate_adapters::{
     http::{admin, proxy, request_id},
-    mail::{LogMailer, NoMailer},
+    mail::{LogMailer, NoMailer, SmtpMailer},
     persistence::{SeaStore, session_store::DbSessionStore},
     security::{
         AesVault, Argon2Passwords, JwtCodec, MemoryThrottle, RandomSecrets, SystemClock, UlidIds,
@@ -84,6 +84,17 @@ async fn stored_secret(
     Ok(value)
 }
 
+/// SMTP when configured; else the log (development) or nothing.
+fn mailer(config: &Config) -> anyhow::Result<Arc<dyn tollgate_domain::ports::Mailer>> {
+    Ok(match (&config.smtp_url, config.dev_mode) {
+        (Some(url), _) => {
+            Arc::new(SmtpMailer::new(url.expose(), &config.mail_from).map_err(anyhow::Error::msg)?)
+        }
+        (None, true) => Arc::new(LogMailer),
+        (None, false) => Arc::new(NoMailer),
+    })
+}
+
 /// The use cases over a store, with the production adapters.
 pub async fn services(
     store: SeaStore,
@@ -109,11 +120,7 @@ pub async fn services(
         vault: Arc::new(AesVault::new(&key)),
         tokens: Arc::new(JwtCodec::new(jwt_secret.as_bytes())),
         throttle: Arc::new(MemoryThrottle::default()),
-        mailer: if config.dev_mode {
-            Arc::new(LogMailer)
-        } else {
-            Arc::new(NoMailer)
-        },
+        mailer: mailer(config)?,
         settings: Settings {
             webhook_allow_private: config.webhook_allow_private,
             allow_registration: config.allow_registration,

@@ -811,3 +811,61 @@ async fn group_owners_and_admins_manage_the_group_keys() {
     stray.expect_error(422, "VALIDATION_ERROR", Some("/data/relationships/group"));
     let _ = member;
 }
+
+#[tokio::test]
+async fn reset_tokens_are_mailed_over_smtp() {
+    let sink = tollgate_tests::SmtpSink::start().await;
+    let smtp_url = format!("smtp://127.0.0.1:{}", sink.port);
+    let app = tollgate_tests::spawn_app_with(|c| {
+        c.smtp_url = Some(smtp_url.into());
+        c.mail_from = "Tollgate <ops@example.com>".into();
+    })
+    .await;
+    app.create_user_with_password("mail@example.com", PASSWORD, "user")
+        .await;
+    let body =
+        json!({"data": {"type": "password_resets", "attributes": {"email": "mail@example.com"}}});
+    let reply = Reply::from(
+        app.client
+            .post(app.url("/api/auth/forgot-password"))
+            .header("Content-Type", MT)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    reply.expect(200);
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1, "one mail: {messages:?}");
+    let mail = &messages[0];
+    assert!(
+        mail.contains("To: mail@example.com") && mail.contains("From: Tollgate <ops@example.com>"),
+        "{mail}"
+    );
+    let token = mail
+        .lines()
+        .map(str::trim)
+        .find(|l| {
+            l.len() == 43
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .expect("the token line")
+        .to_owned();
+    let reset = json!({"data": {"type": "password_resets", "attributes": {"token": token, "password": "mailed reset password"}}});
+    let done = Reply::from(
+        app.client
+            .post(app.url("/api/auth/reset-password"))
+            .header("Content-Type", MT)
+            .body(reset.to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    done.expect(200);
+    app.login_reply("mail@example.com", "mailed reset password")
+        .await
+        .expect(200);
+}
