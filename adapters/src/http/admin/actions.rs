@@ -45,23 +45,18 @@ pub async fn revoke_api_key(
             Box::pin(async move { api_keys::revoke(ctx, &key_id).await })
         })
         .await?;
-    let rows = [state.service.get(&actor, rules, &id).await?];
-    let compound = render::resolve(&state.service, &actor, &params, schema, &rows).await?;
-    let data = render::resource_object(
+    let row = state.service.get(&actor, rules, &id).await?;
+    let self_href = render::resource_path(schema, &id);
+    let doc = render::one_document(
+        &state.service,
+        &actor,
+        &params,
         schema,
-        &rows[0],
-        actor.role,
-        &params,
-        &compound.linkage,
+        row,
         None,
-    );
-    let doc = render::single(
-        data,
-        Some(&compound),
-        actor.role,
-        &params,
-        render::resource_path(schema, &id),
-    );
+        self_href,
+    )
+    .await?;
     Ok(render::json_api(StatusCode::OK, doc))
 }
 

@@ -21,12 +21,8 @@ use crate::http::{
     },
 };
 
-/// The string attributes an auth body must carry, in document order; 422 for anything else.
-fn string_attributes(input: &WriteInput, wanted: &[&str]) -> Result<Map<String, Value>, ApiError> {
-    string_attributes_with(input, wanted, &[])
-}
-
-/// Like [`string_attributes`], with some optional ones.
+/// The string attributes an auth body must carry (`wanted`) or may carry (`optional`), in
+/// document order; 422 for anything else.
 fn string_attributes_with(
     input: &WriteInput,
     wanted: &[&str],
@@ -69,6 +65,29 @@ fn string_attributes_with(
     }
 }
 
+/// An auth endpoint's body: `Accept`, media type, size, no query parameters, a document of the
+/// fixed `type_name`, and exactly the named string attributes.
+async fn fixed_body(
+    req: &HttpRequest,
+    body: web::Payload,
+    state: &AdminState,
+    type_name: &str,
+    wanted: &[&str],
+    optional: &[&str],
+) -> Result<Map<String, Value>, ApiError> {
+    media::check_accept(req)?;
+    let body = read_body(req, body).await?;
+    query::parse(
+        req.query_string(),
+        &users::SCHEMA,
+        Families::Nothing,
+        tollgate_domain::Role::User,
+        state.service.now(),
+    )?;
+    let input = document::parse_resource(&body, Expect::Fixed { type_name })?;
+    string_attributes_with(&input, wanted, optional)
+}
+
 /// The caller's address as the throttle sees it.
 fn client_ip(req: &HttpRequest) -> String {
     req.peer_addr()
@@ -103,22 +122,7 @@ pub async fn login(
     session: Session,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    media::check_accept(&req)?;
-    let body = read_body(&req, body).await?;
-    query::parse(
-        req.query_string(),
-        &users::SCHEMA,
-        Families::Nothing,
-        tollgate_domain::Role::User,
-        state.service.now(),
-    )?;
-    let input = document::parse_resource(
-        &body,
-        Expect::Fixed {
-            type_name: "sessions",
-        },
-    )?;
-    let attrs = string_attributes(&input, &["email", "password"])?;
+    let attrs = fixed_body(&req, body, &state, "sessions", &["email", "password"], &[]).await?;
     let email = attrs["email"].as_str().unwrap_or_default();
     let password = attrs["password"].as_str().unwrap_or_default();
     start_session(&req, &session, &state, email, password, StatusCode::OK).await
@@ -231,23 +235,17 @@ pub async fn update_me(
     if changes_password && actor.method == Some(AuthMethod::Session) {
         session.renew();
     }
-    let rows = [row];
-    let compound = render::resolve(&state.service, &actor, &params, &users::SCHEMA, &rows).await?;
-    let data = render::resource_object(
+    let self_href = render::self_link(req.path(), req.query_string());
+    let doc = render::one_document(
+        &state.service,
+        &actor,
+        &params,
         &users::SCHEMA,
-        &rows[0],
-        actor.role,
-        &params,
-        &compound.linkage,
+        row,
         None,
-    );
-    let doc = render::single(
-        data,
-        Some(&compound),
-        actor.role,
-        &params,
-        render::self_link(req.path(), req.query_string()),
-    );
+        self_href,
+    )
+    .await?;
     Ok(render::json_api(StatusCode::OK, doc))
 }
 
@@ -259,22 +257,15 @@ pub async fn change_password(
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = state.authenticate(&req).await?;
-    media::check_accept(&req)?;
-    let body = read_body(&req, body).await?;
-    query::parse(
-        req.query_string(),
-        &users::SCHEMA,
-        Families::Nothing,
-        actor.role,
-        state.service.now(),
-    )?;
-    let input = document::parse_resource(
-        &body,
-        Expect::Fixed {
-            type_name: "passwords",
-        },
-    )?;
-    let attrs = string_attributes(&input, &["current_password", "password"])?;
+    let attrs = fixed_body(
+        &req,
+        body,
+        &state,
+        "passwords",
+        &["current_password", "password"],
+        &[],
+    )
+    .await?;
     state
         .accounts
         .change_password(
@@ -299,17 +290,15 @@ pub async fn register(
     if !state.service.ports().settings.allow_registration {
         return Err(ApiError::new("NOT_FOUND", "no such path"));
     }
-    media::check_accept(&req)?;
-    let body = read_body(&req, body).await?;
-    query::parse(
-        req.query_string(),
-        &users::SCHEMA,
-        Families::Nothing,
-        tollgate_domain::Role::User,
-        state.service.now(),
-    )?;
-    let input = document::parse_resource(&body, Expect::Fixed { type_name: "users" })?;
-    let attrs = string_attributes_with(&input, &["email", "password"], &["name"])?;
+    let attrs = fixed_body(
+        &req,
+        body,
+        &state,
+        "users",
+        &["email", "password"],
+        &["name"],
+    )
+    .await?;
     let email = attrs["email"].as_str().unwrap_or_default();
     let password = attrs["password"].as_str().unwrap_or_default();
     state
@@ -333,22 +322,7 @@ pub async fn forgot_password(
     body: web::Payload,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    media::check_accept(&req)?;
-    let body = read_body(&req, body).await?;
-    query::parse(
-        req.query_string(),
-        &users::SCHEMA,
-        Families::Nothing,
-        tollgate_domain::Role::User,
-        state.service.now(),
-    )?;
-    let input = document::parse_resource(
-        &body,
-        Expect::Fixed {
-            type_name: "password_resets",
-        },
-    )?;
-    let attrs = string_attributes(&input, &["email"])?;
+    let attrs = fixed_body(&req, body, &state, "password_resets", &["email"], &[]).await?;
     if let Err(err) = state
         .accounts
         .forgot_password(attrs["email"].as_str().unwrap_or_default())
@@ -368,22 +342,15 @@ pub async fn reset_password(
     body: web::Payload,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    media::check_accept(&req)?;
-    let body = read_body(&req, body).await?;
-    query::parse(
-        req.query_string(),
-        &users::SCHEMA,
-        Families::Nothing,
-        tollgate_domain::Role::User,
-        state.service.now(),
-    )?;
-    let input = document::parse_resource(
-        &body,
-        Expect::Fixed {
-            type_name: "password_resets",
-        },
-    )?;
-    let attrs = string_attributes(&input, &["token", "password"])?;
+    let attrs = fixed_body(
+        &req,
+        body,
+        &state,
+        "password_resets",
+        &["token", "password"],
+        &[],
+    )
+    .await?;
     state
         .accounts
         .reset_password(

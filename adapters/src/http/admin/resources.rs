@@ -66,23 +66,17 @@ pub async fn get(
         state.service.now(),
     )?;
     let row = state.service.get(&actor, rules, &path_id(&req)).await?;
-    let rows = [row];
-    let compound = render::resolve(&state.service, &actor, &params, schema, &rows).await?;
-    let data = render::resource_object(
+    let self_href = render::self_link(req.path(), req.query_string());
+    let doc = render::one_document(
+        &state.service,
+        &actor,
+        &params,
         schema,
-        &rows[0],
-        actor.role,
-        &params,
-        &compound.linkage,
+        row,
         None,
-    );
-    let doc = render::single(
-        data,
-        Some(&compound),
-        actor.role,
-        &params,
-        render::self_link(req.path(), req.query_string()),
-    );
+        self_href,
+    )
+    .await?;
     Ok(render::json_api(StatusCode::OK, doc))
 }
 
@@ -113,18 +107,17 @@ pub async fn create(
         .service
         .create(&actor, rules, input, &state.registry())
         .await?;
-    let rows = [written.row];
-    let compound = render::resolve(&state.service, &actor, &params, schema, &rows).await?;
-    let data = render::resource_object(
-        schema,
-        &rows[0],
-        actor.role,
+    let location = render::resource_path(schema, written.row["id"].as_str().unwrap_or_default());
+    let doc = render::one_document(
+        &state.service,
+        &actor,
         &params,
-        &compound.linkage,
+        schema,
+        written.row,
         Some(&written.meta),
-    );
-    let location = render::resource_path(schema, data["id"].as_str().unwrap_or_default());
-    let doc = render::single(data, Some(&compound), actor.role, &params, location.clone());
+        location.clone(),
+    )
+    .await?;
     let mut response = render::json_api(StatusCode::CREATED, doc);
     if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&location) {
         response
@@ -163,23 +156,17 @@ pub async fn update(
         .service
         .update(&actor, rules, &id, input, &state.registry())
         .await?;
-    let rows = [written.row];
-    let compound = render::resolve(&state.service, &actor, &params, schema, &rows).await?;
-    let data = render::resource_object(
+    let self_href = render::self_link(req.path(), req.query_string());
+    let doc = render::one_document(
+        &state.service,
+        &actor,
+        &params,
         schema,
-        &rows[0],
-        actor.role,
-        &params,
-        &compound.linkage,
+        written.row,
         Some(&written.meta),
-    );
-    let doc = render::single(
-        data,
-        Some(&compound),
-        actor.role,
-        &params,
-        render::self_link(req.path(), req.query_string()),
-    );
+        self_href,
+    )
+    .await?;
     Ok(render::json_api(StatusCode::OK, doc))
 }
 

@@ -295,3 +295,27 @@ pub fn collection(
     }
     doc
 }
+
+/// The whole document of one resource: `include` resolved, the caller's view, one-time `meta`.
+#[allow(clippy::too_many_arguments)]
+pub async fn one_document(
+    service: &ResourceService,
+    actor: &Actor,
+    params: &Params,
+    schema: &'static ResourceSchema,
+    row: Row,
+    meta: Option<&Map<String, Value>>,
+    self_href: String,
+) -> Result<Value, ApiError> {
+    let rows = [row];
+    let compound = resolve(service, actor, params, schema, &rows).await?;
+    let data = resource_object(
+        schema,
+        &rows[0],
+        actor.role,
+        params,
+        &compound.linkage,
+        meta,
+    );
+    Ok(single(data, Some(&compound), actor.role, params, self_href))
+}
