@@ -264,10 +264,13 @@ fn table() -> Vec<Row> {
     ]
 }
 
+/// A caller: the credential header it sends (if any) and its own user id (if any).
+type Caller = (Option<(&'static str, String)>, Option<String>);
+
 struct World {
     app: TestApp,
     user_a: String,
-    callers: Vec<(Option<(&'static str, String)>, Option<String>)>,
+    callers: Vec<Caller>,
 }
 
 async fn world() -> World {
