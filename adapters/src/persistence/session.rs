@@ -16,7 +16,21 @@ use tollgate_domain::{
     query::{Cond, ListQuery},
 };
 
-use super::{condition::condition, tables::dispatch};
+use super::{
+    condition::condition,
+    tables::{self, dispatch},
+};
+
+/// Tables whose live rows `live_counts` keeps (the same list as migration m0002).
+const COUNTED: [&str; 7] = [
+    "users",
+    "plans",
+    "api_keys",
+    "routes",
+    "upstreams",
+    "groups",
+    "webhooks",
+];
 
 enum Conn {
     Tx(DatabaseTransaction),
@@ -180,7 +194,25 @@ impl Session for SeaSession {
         with_conn!(self, c => dispatch!(table, list(c, query)))
     }
 
+    /// "All live rows" comes from the trigger-maintained `live_counts` (O(1)); anything
+    /// narrower is counted.
     async fn count(&mut self, table: &str, cond: &Cond) -> Result<u64, StoreError> {
+        if matches!(cond, Cond::IsNull(c) if c == "deleted_at") && COUNTED.contains(&table) {
+            let query = ListQuery {
+                cond: Cond::eq("id", table),
+                sort: Vec::new(),
+                offset: 0,
+                limit: 1,
+            };
+            let rows = with_conn!(self, c => list::<tables::live_counts::Entity>(c, &query).await)?;
+            if let Some(live) = rows
+                .first()
+                .and_then(|r| r.get("live"))
+                .and_then(Value::as_i64)
+            {
+                return Ok(live.max(0) as u64);
+            }
+        }
         with_conn!(self, c => dispatch!(table, count(c, cond)))
     }
 

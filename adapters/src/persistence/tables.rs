@@ -101,6 +101,10 @@ table!(password_resets, "password_resets", keys: { id: String }, columns: {
     user_id: String, token_digest: String, created_at: i64, expires_at: i64, used_at: Option<i64>,
 });
 
+table!(live_counts, "live_counts", keys: { id: String }, columns: {
+    live: i64,
+});
+
 table!(settings, "settings", keys: { id: String }, columns: {
     value: String,
 });
@@ -124,6 +128,7 @@ macro_rules! dispatch {
             "events" => $f::<events::Entity>($($arg),*).await,
             "sessions" => $f::<sessions::Entity>($($arg),*).await,
             "settings" => $f::<settings::Entity>($($arg),*).await,
+            "live_counts" => $f::<live_counts::Entity>($($arg),*).await,
             "password_resets" => $f::<password_resets::Entity>($($arg),*).await,
             other => Err(tollgate_domain::error::StoreError::Other(format!("unknown table {other}"))),
         }

@@ -543,3 +543,35 @@ async fn concurrent_writes_all_succeed() {
     }
     assert_eq!(app.get("/api/plans").await.body["meta"]["total"], json!(18));
 }
+
+#[tokio::test]
+async fn totals_stay_exact_through_creates_and_deletes() {
+    let app = spawn_app().await;
+    let total = |reply: Reply| reply.body["meta"]["total"].as_u64().unwrap();
+    let ids: Vec<String> = create_plans(&app, 5).await;
+    assert_eq!(total(app.get("/api/plans").await), 6);
+    app.delete(&format!("/api/plans/{}", ids[0]))
+        .await
+        .expect(204);
+    app.delete(&format!("/api/plans/{}", ids[1]))
+        .await
+        .expect(204);
+    assert_eq!(total(app.get("/api/plans").await), 4);
+    assert_eq!(total(app.get("/api/plans?filter[q]=counted").await), 3);
+    // A failed create changes nothing.
+    app.post(
+        "/api/plans",
+        json!({"data": {"type": "plans", "attributes": {"name": "counted 2"}}}),
+    )
+    .await
+    .expect_error(409, "CONFLICT", None);
+    assert_eq!(total(app.get("/api/plans").await), 4);
+}
+
+async fn create_plans(app: &tollgate_tests::TestApp, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(app.create_plan(&format!("counted {i}")).await);
+    }
+    ids
+}
