@@ -58,7 +58,7 @@ pub static SCHEMA: ResourceSchema = ResourceSchema {
     ],
     sorts: &["email", "name", "status"],
     filters: &[
-        FilterSpec::attr(EMAIL),
+        FilterSpec::custom("email", email_filter),
         FilterSpec::attr(STATUS),
         FilterSpec::attr(ROLE),
         FilterSpec::to_one("plan", "plan_id"),
@@ -164,6 +164,17 @@ impl ResourceRules for Users {
             .await?;
         Ok(())
     }
+}
+
+/// Emails are stored lower-case, so the filter compares lower-case too.
+fn email_filter(values: &[String], _now: crate::Timestamp) -> Result<Cond, String> {
+    Ok(Cond::is_in(
+        "email",
+        values
+            .iter()
+            .map(|v| json!(v.trim().to_lowercase()))
+            .collect(),
+    ))
 }
 
 /// For `user` callers: only rows whose `column` is their own id.
