@@ -16,6 +16,8 @@ use tollgate::{
     startup::{self, Application},
 };
 
+pub mod upstream;
+
 pub const MT: &str = "application/vnd.api+json";
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";

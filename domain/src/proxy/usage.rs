@@ -1,0 +1,106 @@
+//! Metering: one record per proxied request, written in batches off the request path.
+
+use serde_json::json;
+
+use crate::{
+    Row, Timestamp,
+    error::StoreError,
+    ports::Store,
+    query::{CmpOp, Cond},
+};
+
+#[derive(Debug, Clone, Default)]
+pub struct UsageRecord {
+    pub id: String,
+    pub request_id: String,
+    pub created_at: i64,
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub status_code: u16,
+    pub error_code: Option<&'static str>,
+    pub duration_ms: u64,
+    pub upstream_duration_ms: Option<u64>,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    pub client_ip: String,
+    pub user_agent: String,
+    pub counted: bool,
+    pub overage: bool,
+    pub route_id: Option<String>,
+    pub api_key_id: Option<String>,
+    pub user_id: Option<String>,
+    pub group_id: Option<String>,
+}
+
+impl UsageRecord {
+    pub fn to_row(&self) -> Row {
+        let json = json!({
+            "id": self.id,
+            "request_id": self.request_id,
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+            "method": self.method,
+            "host": self.host,
+            "path": self.path,
+            "status_code": self.status_code,
+            "error_code": self.error_code,
+            "duration_ms": self.duration_ms,
+            "upstream_duration_ms": self.upstream_duration_ms,
+            "request_bytes": self.request_bytes,
+            "response_bytes": self.response_bytes,
+            "client_ip": self.client_ip,
+            "user_agent": self.user_agent,
+            "counted": self.counted,
+            "overage": self.overage,
+            "route_id": self.route_id,
+            "api_key_id": self.api_key_id,
+            "user_id": self.user_id,
+            "group_id": self.group_id,
+        });
+        match json {
+            serde_json::Value::Object(row) => row,
+            _ => Row::new(),
+        }
+    }
+}
+
+/// Writes a batch in one transaction (one fsync on SQLite, one commit on PostgreSQL).
+pub async fn write_batch(store: &dyn Store, records: &[UsageRecord]) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    for record in records {
+        tx.insert("usage_records", &record.to_row()).await?;
+    }
+    tx.commit().await
+}
+
+/// Requests already counted against `subject` (a user, or a group for group keys) since `from`.
+pub async fn counted_since(
+    store: &dyn Store,
+    subject: &str,
+    from: Timestamp,
+) -> Result<u64, StoreError> {
+    let owner = if subject.starts_with("grp_") {
+        Cond::eq("group_id", subject)
+    } else {
+        Cond::eq("user_id", subject).and(Cond::is_null("group_id"))
+    };
+    let cond =
+        owner
+            .and(Cond::eq("counted", true))
+            .and(Cond::cmp("created_at", CmpOp::Ge, from.millis()));
+    store.read().await?.count("usage_records", &cond).await
+}
+
+/// Deletes records older than the retention window; returns how many.
+pub async fn prune(store: &dyn Store, before: Timestamp) -> Result<u64, StoreError> {
+    let mut tx = store.begin().await?;
+    let removed = tx
+        .delete_where(
+            "usage_records",
+            &Cond::cmp("created_at", CmpOp::Lt, before.millis()),
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(removed)
+}
