@@ -192,6 +192,7 @@ impl Application {
             anyhow::bail!("TOLLGATE_SESSION_SECRET must be at least 64 bytes");
         }
         let session_key = Key::from(session_secret.as_bytes());
+        let usage_stats = store.clone();
         let (service, auth) = services(store, &config).await?;
         let sessions =
             DbSessionStore::new(service.ports().store.clone(), service.ports().clock.clone());
@@ -250,6 +251,7 @@ impl Application {
                 .map(str::to_owned)
                 .collect(),
             secure: cookie_secure,
+            usage: Arc::new(usage_stats),
         });
         let admin = HttpServer::new(move || {
             let session = SessionMiddleware::builder(sessions.clone(), session_key.clone())

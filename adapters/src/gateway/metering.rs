@@ -96,8 +96,10 @@ async fn flush(
         if let Some(key) = &record.api_key_id
             && record.counted
         {
-            let previous = last_used.get(key).copied().unwrap_or(i64::MIN);
-            if record.created_at - previous >= LAST_USED_EVERY_MS {
+            let recent = last_used
+                .get(key)
+                .is_some_and(|previous| record.created_at - previous < LAST_USED_EVERY_MS);
+            if !recent {
                 last_used.insert(key.clone(), record.created_at);
                 due.push((key.clone(), record.created_at));
             }

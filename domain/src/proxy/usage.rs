@@ -104,3 +104,55 @@ pub async fn prune(store: &dyn Store, before: Timestamp) -> Result<u64, StoreErr
     tx.commit().await?;
     Ok(removed)
 }
+
+/// Aggregates of usage records (`GET /api/usage/summary`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UsageTotals {
+    pub requests: i64,
+    /// Status ≥ 400.
+    pub errors: i64,
+    pub counted: i64,
+    pub overage: i64,
+    pub request_bytes: i64,
+    pub response_bytes: i64,
+    pub avg_duration_ms: i64,
+}
+
+/// One row of a grouped summary; `key` is null for anonymous traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageGroup {
+    pub key: Option<String>,
+    pub totals: UsageTotals,
+}
+
+/// Aggregation in the database: a summary must not read every record into memory.
+#[async_trait::async_trait]
+pub trait UsageStats: Send + Sync + 'static {
+    /// Totals over `cond`, and with `group_by` (a column) the 100 largest groups by requests.
+    async fn summarize(
+        &self,
+        cond: &Cond,
+        group_by: Option<&'static str>,
+    ) -> Result<(UsageTotals, Vec<UsageGroup>), StoreError>;
+}
+
+/// `filter[period]`: `1h`, `24h`, `7d` (rolling, ending now) or `month` (the quota period).
+pub fn period_start(period: &str, now: Timestamp) -> Option<Timestamp> {
+    match period {
+        "1h" => Some(now.plus_seconds(-3_600)),
+        "24h" => Some(now.plus_seconds(-86_400)),
+        "7d" => Some(now.plus_seconds(-7 * 86_400)),
+        "month" => Some(super::limits::QuotaPeriod::containing(now).start),
+        _ => None,
+    }
+}
+
+/// `group_by` → (the column, the JSON:API type of its ids).
+pub fn group_column(group_by: &str) -> Option<(&'static str, &'static str)> {
+    match group_by {
+        "key" => Some(("api_key_id", "api_keys")),
+        "user" => Some(("user_id", "users")),
+        "route" => Some(("route_id", "routes")),
+        _ => None,
+    }
+}

@@ -6,6 +6,7 @@ pub mod groups;
 pub mod plans;
 pub mod routes;
 pub mod upstreams;
+pub mod usage_records;
 pub mod users;
 pub mod webhooks;
 
@@ -22,9 +23,14 @@ pub const ALL: [&'static dyn ResourceRules; 7] = [
     &webhooks::Webhooks,
 ];
 
+/// Types written only by Tollgate itself: readable, filterable and includable like the rest.
+pub const READ_ONLY: [&'static dyn ResourceRules; 1] = [&usage_records::UsageRecords];
+
 /// The rules of a JSON:API type (`"api_keys"`).
 pub fn by_type(type_name: &str) -> Option<&'static dyn ResourceRules> {
-    ALL.into_iter().find(|r| r.schema().type_name == type_name)
+    ALL.into_iter()
+        .chain(READ_ONLY)
+        .find(|r| r.schema().type_name == type_name)
 }
 
 /// The rules behind a path segment (`"api-keys"`).

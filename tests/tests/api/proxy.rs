@@ -793,3 +793,306 @@ async fn group_keys_reach_the_upstream_with_the_group_credential() {
     );
     assert_eq!(call(&app, "/x", &s.key).await.status(), StatusCode::OK);
 }
+
+/// Usage records appear within the writer's flush interval (≤ 1 s).
+async fn usage_records(app: &TestApp, query: &str, at_least: usize) -> Value {
+    let started = Instant::now();
+    loop {
+        let reply = app.get(&format!("/api/usage?{query}")).await;
+        reply.expect(200);
+        if reply.body["data"].as_array().unwrap().len() >= at_least
+            || started.elapsed() > Duration::from_secs(3)
+        {
+            return reply.body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_outcome_is_metered_and_summarised() {
+    let app = spawn_app().await;
+    let upstream = Upstream::start().await;
+    let s = setup(
+        &app,
+        &upstream.url,
+        json!({}),
+        json!({"path_pattern": "/v1"}),
+    )
+    .await;
+    routed(&app, "/v1/warm", &s.key).await;
+    let r = proxied(&app, Method::POST, "/v1/items?x=1")
+        .header("X-API-Key", &s.key)
+        .header("User-Agent", "metering-test")
+        .header("X-Request-Id", "metered-1")
+        .body("12345")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let response_len = r.bytes().await.unwrap().len() as i64;
+    call(&app, "/v1/x", "tg_live_bad").await;
+    proxied(&app, Method::GET, "/elsewhere")
+        .send()
+        .await
+        .unwrap();
+
+    let body = usage_records(&app, "filter[path]=/v1/items", 1).await;
+    let record = &body["data"][0];
+    assert_eq!(record["type"], "usage_records");
+    let a = &record["attributes"];
+    assert_eq!(a["request_id"], "metered-1");
+    assert_eq!(a["method"], "POST");
+    assert_eq!(
+        a["path"], "/v1/items",
+        "the path is stored without its query"
+    );
+    assert_eq!(a["status_code"], 200);
+    assert_eq!(a["error_code"], Value::Null);
+    assert_eq!(a["request_bytes"], 5);
+    assert_eq!(a["response_bytes"], response_len);
+    assert_eq!(a["user_agent"], "metering-test");
+    assert_eq!(a["client_ip"], "127.0.0.1");
+    assert_eq!(a["counted"], true);
+    assert!(a["upstream_duration_ms"].as_i64().is_some());
+    assert_eq!(
+        record["relationships"]["api_key"]["data"]["id"],
+        s.key_id.as_str()
+    );
+    assert_eq!(
+        record["relationships"]["user"]["data"]["id"],
+        s.user.as_str()
+    );
+    assert_eq!(
+        record["relationships"]["route"]["data"]["id"],
+        s.route.as_str()
+    );
+
+    // Refusals are metered too, with their code and without a key.
+    let body = usage_records(&app, "filter[status_code]=401", 1).await;
+    let refused = &body["data"][0];
+    assert_eq!(refused["attributes"]["error_code"], "INVALID_API_KEY");
+    assert_eq!(refused["attributes"]["counted"], false);
+    assert_eq!(refused["relationships"]["api_key"]["data"], Value::Null);
+    let body = usage_records(&app, "filter[path]=/elsewhere", 1).await;
+    let unrouted = &body["data"][0]["attributes"];
+    assert_eq!(unrouted["error_code"], "ROUTE_NOT_FOUND");
+    assert_eq!(unrouted["status_code"], 404);
+    assert_eq!(
+        body["data"][0]["relationships"]["route"]["data"],
+        Value::Null
+    );
+    let bad = app.get("/api/usage?filter[status_code]=7xx").await;
+    bad.expect_error(400, "INVALID_FILTER", None);
+    assert_eq!(bad.parameter(), "filter[status_code]");
+
+    let summary = app
+        .get("/api/usage/summary?filter[period]=1h&group_by=key")
+        .await;
+    summary.expect(200);
+    let meta = &summary.body["meta"];
+    assert_eq!(meta["period"], "1h");
+    assert_eq!(meta["group_by"], "key");
+    assert!(meta["totals"]["requests"].as_i64().unwrap() >= 4);
+    assert!(meta["totals"]["errors"].as_i64().unwrap() >= 2);
+    let by_key = meta["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == s.key_id.as_str())
+        .expect("a group for the key");
+    assert_eq!(by_key["type"], "api_keys");
+    assert!(by_key["requests"].as_i64().unwrap() >= 2);
+    assert!(by_key["counted"].as_i64().unwrap() >= 2);
+    for (query, parameter) in [
+        ("filter[period]=2y", "filter[period]"),
+        ("group_by=colour", "group_by"),
+        ("filter[status]=200", "filter[status]"),
+        ("page[size]=1", "page[size]"),
+    ] {
+        let reply = app.get(&format!("/api/usage/summary?{query}")).await;
+        assert_eq!(reply.status, 400, "{query}: {}", reply.body);
+        assert_eq!(reply.parameter(), parameter);
+    }
+
+    // A `user` sees only their own traffic.
+    let other = app
+        .create_user_with_password("other@example.com", "a long user password", "user")
+        .await;
+    let browser = app.login("other@example.com", "a long user password").await;
+    let own = app
+        .with_token(
+            Method::GET,
+            "/api/usage/summary?filter[period]=1h",
+            &browser.token,
+        )
+        .await;
+    own.expect(200);
+    assert_eq!(own.body["meta"]["totals"]["requests"], 0);
+    let list = app
+        .with_token(Method::GET, "/api/usage", &browser.token)
+        .await;
+    assert_eq!(list.body["data"], json!([]));
+    let _ = other;
+}
+
+#[tokio::test]
+async fn rotation_keeps_the_old_secret_for_its_grace() {
+    let app = spawn_app().await;
+    let upstream = Upstream::start().await;
+    let s = setup(&app, &upstream.url, json!({}), json!({})).await;
+    routed(&app, "/x", &s.key).await;
+
+    let rotate = |grace: Value| {
+        let body = if grace.is_null() {
+            String::new()
+        } else {
+            json!({"data": {"type": "api_key_rotations", "attributes": {"grace_seconds": grace}}})
+                .to_string()
+        };
+        app.send(
+            app.request(Method::POST, &format!("/api/api-keys/{}/rotate", s.key_id))
+                .header("Content-Type", tollgate_tests::MT)
+                .body(body),
+        )
+    };
+    let reply = rotate(json!(3600)).await;
+    reply.expect(200);
+    assert_eq!(reply.id(), s.key_id);
+    let fresh = reply.body["data"]["meta"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(fresh, s.key);
+    assert_eq!(reply.attr("prefix"), &json!(&fresh[..16]));
+    assert!(reply.attr("rotated_at").is_string());
+    assert!(reply.body["data"]["meta"]["previous_key_expires_at"].is_string());
+    routed(&app, "/x", &fresh).await;
+    assert_eq!(
+        call(&app, "/x", &s.key).await.status(),
+        StatusCode::OK,
+        "old secret in grace"
+    );
+    let secret_shown = app.get(&format!("/api/api-keys/{}", s.key_id)).await;
+    assert!(
+        secret_shown.body["data"]
+            .get("meta")
+            .is_none_or(|m| m.get("key").is_none())
+    );
+
+    // Rotating again with no grace ends both older secrets within a second.
+    let newest = rotate(json!(0)).await;
+    newest.expect(200);
+    let newest = newest.body["data"]["meta"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    within_a_second(|| async {
+        call(&app, "/x", &fresh).await.status() == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert_eq!(
+        call(&app, "/x", &s.key).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    routed(&app, "/x", &newest).await;
+
+    // Bad bodies and revoked keys.
+    rotate(json!(604_801)).await.expect_error(
+        422,
+        "VALIDATION_ERROR",
+        Some("/data/attributes/grace_seconds"),
+    );
+    let wrong_type = app
+        .send(
+            app.request(Method::POST, &format!("/api/api-keys/{}/rotate", s.key_id))
+                .header("Content-Type", tollgate_tests::MT)
+                .body(r#"{"data":{"type":"api_keys","attributes":{}}}"#),
+        )
+        .await;
+    wrong_type.expect_error(409, "TYPE_MISMATCH", Some("/data/type"));
+    let unknown = app
+        .send(
+            app.request(Method::POST, &format!("/api/api-keys/{}/rotate", s.key_id))
+                .header("Content-Type", tollgate_tests::MT)
+                .body(r#"{"data":{"type":"api_key_rotations","attributes":{"colour":1}}}"#),
+        )
+        .await;
+    unknown.expect_error(422, "UNKNOWN_ATTRIBUTE", Some("/data/attributes/colour"));
+    let malformed = app
+        .send(
+            app.request(Method::POST, &format!("/api/api-keys/{}/rotate", s.key_id))
+                .header("Content-Type", tollgate_tests::MT)
+                .body("{"),
+        )
+        .await;
+    malformed.expect_error(400, "INVALID_JSON", None);
+    let wrong_media = app
+        .send(
+            app.request(Method::POST, &format!("/api/api-keys/{}/rotate", s.key_id))
+                .header("Content-Type", "application/json")
+                .body("{}"),
+        )
+        .await;
+    wrong_media.expect_error(415, "UNSUPPORTED_MEDIA_TYPE", None);
+    app.send(app.request(
+        Method::POST,
+        "/api/api-keys/key_01JD0R8D2S4F6H8K0M2P4R6T8V/rotate",
+    ))
+    .await
+    .expect_error(404, "NOT_FOUND", None);
+    app.send(app.request(Method::POST, &format!("/api/api-keys/{}/revoke", s.key_id)))
+        .await
+        .expect(200);
+    rotate(Value::Null)
+        .await
+        .expect_error(409, "KEY_REVOKED", None);
+}
+
+#[tokio::test]
+async fn upstream_health_is_probed_and_shown() {
+    let app = spawn_app_with(|c| c.health_check_interval_seconds = 1).await;
+    let upstream = Upstream::start().await;
+    let id = app
+        .create(
+            "upstreams",
+            "upstreams",
+            json!({"name": "probed", "base_url": upstream.url, "health_check_path": "/health"}),
+            Value::Null,
+        )
+        .await
+        .id();
+    let health = || async {
+        app.get(&format!("/api/upstreams/{id}"))
+            .await
+            .attr("health")
+            .clone()
+    };
+    assert_eq!(health().await, "unknown");
+    let started = Instant::now();
+    while health().await != "up" {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never probed up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        app.get(&format!("/api/upstreams/{id}"))
+            .await
+            .attr("health_checked_at")
+            .is_string()
+    );
+    upstream
+        .state
+        .healthy
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    while health().await != "down" {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never probed down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -5,6 +5,7 @@ mod auth;
 mod context;
 mod relationships;
 mod resources;
+mod usage;
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -76,10 +77,44 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(auth::update_me))
             .default_service(web::to(not_allowed("GET, PATCH"))),
     );
+    cfg.service(
+        web::resource("/api/usage/summary")
+            .route(web::get().to(usage::summary))
+            .default_service(web::to(not_allowed("GET"))),
+    );
     for rules in domain_resources::ALL {
         register(cfg, rules);
     }
+    for rules in domain_resources::READ_ONLY {
+        register_read_only(cfg, rules);
+    }
     cfg.default_service(web::to(not_found));
+}
+
+/// Types only Tollgate writes: GET of the collection, one resource, its relationships and
+/// related resources.
+fn register_read_only(cfg: &mut web::ServiceConfig, rules: &'static dyn ResourceRules) {
+    let path = rules.schema().path;
+    cfg.service(
+        web::resource(format!("/api/{path}"))
+            .route(web::get().to(move |req, state| resources::list(rules, req, state)))
+            .default_service(web::to(not_allowed("GET"))),
+    );
+    cfg.service(
+        web::resource(format!("/api/{path}/{{id}}"))
+            .route(web::get().to(move |req, state| resources::get(rules, req, state)))
+            .default_service(web::to(not_allowed("GET"))),
+    );
+    cfg.service(
+        web::resource(format!("/api/{path}/{{id}}/relationships/{{rel}}"))
+            .route(web::get().to(move |req, state| relationships::get_linkage(rules, req, state)))
+            .default_service(web::to(not_allowed("GET"))),
+    );
+    cfg.service(
+        web::resource(format!("/api/{path}/{{id}}/{{rel}}"))
+            .route(web::get().to(move |req, state| relationships::get_related(rules, req, state)))
+            .default_service(web::to(not_allowed("GET"))),
+    );
 }
 
 fn register(cfg: &mut web::ServiceConfig, rules: &'static dyn ResourceRules) {
@@ -88,6 +123,11 @@ fn register(cfg: &mut web::ServiceConfig, rules: &'static dyn ResourceRules) {
         cfg.service(
             web::resource(format!("/api/{path}/{{id}}/revoke"))
                 .route(web::post().to(actions::revoke_api_key))
+                .default_service(web::to(not_allowed("POST"))),
+        );
+        cfg.service(
+            web::resource(format!("/api/{path}/{{id}}/rotate"))
+                .route(web::post().to(usage::rotate_api_key))
                 .default_service(web::to(not_allowed("POST"))),
         );
     }
