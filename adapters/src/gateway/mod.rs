@@ -11,7 +11,7 @@ use std::{
     net::IpAddr,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -25,7 +25,7 @@ use tollgate_domain::{
         config::ProxyConfig,
         limits::{Bucket, QuotaDecision, QuotaPeriod, RateDecision, quota_decision},
         policy::{Caller, Refusal},
-        usage::{UsageRecord, counted_since},
+        usage::{QuotaMilestone, UsageRecord, counted_since, record_milestone},
     },
 };
 
@@ -61,6 +61,8 @@ pub enum BucketKey {
 struct QuotaCounter {
     loaded: OnceCell<()>,
     used: AtomicU64,
+    threshold_announced: AtomicBool,
+    limit_announced: AtomicBool,
 }
 
 /// The quota outcome of an admitted request.
@@ -176,7 +178,28 @@ impl Gateway {
             })
             .await?;
         let before = counter.used.fetch_add(1, Ordering::SeqCst);
-        match quota_decision(limit, before, caller.plan.overage_price) {
+        let limit = limit as u64;
+        let decision = quota_decision(limit as i64, before, caller.plan.overage_price);
+        let milestone = |event_type| QuotaMilestone {
+            event_type,
+            subject: caller.quota_subject.clone(),
+            period_start: period.start,
+            used: before.min(limit) + u64::from(decision != QuotaDecision::Exceeded),
+            limit,
+        };
+        // 80 % is reached by the request that makes `used` cross it.
+        if limit > 0
+            && (before + 1) * 5 >= limit * 4
+            && !counter.threshold_announced.swap(true, Ordering::SeqCst)
+        {
+            self.announce(milestone("usage.threshold"), now);
+        }
+        if decision != QuotaDecision::Within
+            && !counter.limit_announced.swap(true, Ordering::SeqCst)
+        {
+            self.announce(milestone("usage.limit"), now);
+        }
+        match decision {
             QuotaDecision::Exceeded => {
                 counter.used.fetch_sub(1, Ordering::SeqCst);
                 Err(Refusal::QuotaExceeded {
@@ -184,12 +207,23 @@ impl Gateway {
                 })
             }
             decision => Ok(Some(QuotaState {
-                limit: limit as u64,
+                limit,
                 used: before + 1,
                 period,
                 overage: decision == QuotaDecision::Overage,
             })),
         }
+    }
+
+    /// Writes a quota milestone event off the request path.
+    fn announce(&self, milestone: QuotaMilestone, now: Timestamp) {
+        let store = self.store.clone();
+        let ids = self.ids.clone();
+        tokio::spawn(async move {
+            if let Err(e) = record_milestone(store.as_ref(), ids.as_ref(), now, &milestone).await {
+                tracing::warn!(error = %e, event = milestone.event_type, "cannot record a usage event");
+            }
+        });
     }
 
     /// Hands a record to the writer; never waits. A full buffer drops the record.

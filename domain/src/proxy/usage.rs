@@ -156,3 +156,63 @@ pub fn group_column(group_by: &str) -> Option<(&'static str, &'static str)> {
         _ => None,
     }
 }
+
+/// A quota milestone of one subject in one period (webhooks.md: `usage.threshold` at 80 %,
+/// `usage.limit` at the first refusal or overage).
+#[derive(Debug, Clone)]
+pub struct QuotaMilestone {
+    pub event_type: &'static str,
+    /// A user or a group id.
+    pub subject: String,
+    pub period_start: Timestamp,
+    pub used: u64,
+    pub limit: u64,
+}
+
+/// Records the milestone's event once per subject and period (a restarted node may see the
+/// crossing again: the outbox is checked first).
+pub async fn record_milestone(
+    store: &dyn Store,
+    ids: &dyn crate::ports::IdGenerator,
+    now: Timestamp,
+    milestone: &QuotaMilestone,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    let seen = Cond::eq("type", milestone.event_type)
+        .and(Cond::eq("resource_id", milestone.subject.as_str()))
+        .and(Cond::cmp(
+            "created_at",
+            CmpOp::Ge,
+            milestone.period_start.millis(),
+        ));
+    if tx.count("events", &seen).await? > 0 {
+        return Ok(());
+    }
+    let resource_type = if milestone.subject.starts_with("grp_") {
+        "groups"
+    } else {
+        "users"
+    };
+    let percent = if milestone.limit == 0 {
+        100
+    } else {
+        milestone.used * 100 / milestone.limit
+    };
+    let event = crate::events::ChangeEvent {
+        id: ids.new_id("evt_"),
+        event_type: milestone.event_type.to_owned(),
+        resource_type: resource_type.to_owned(),
+        resource_id: milestone.subject.clone(),
+        data: json!({
+            "subject": {"type": resource_type, "id": milestone.subject},
+            "period_start": milestone.period_start.to_string(),
+            "used": milestone.used,
+            "limit": milestone.limit,
+            "percent": percent,
+        }),
+        actor: crate::Actor::system(),
+        created_at: now,
+    };
+    tx.insert("events", &event.to_row()).await?;
+    tx.commit().await
+}

@@ -794,6 +794,30 @@ async fn group_keys_reach_the_upstream_with_the_group_credential() {
     assert_eq!(call(&app, "/x", &s.key).await.status(), StatusCode::OK);
 }
 
+/// `usage.*` events in the outbox: (type, subject, data).
+async fn usage_events(app: &TestApp) -> Vec<(String, String, Value)> {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let db = Database::connect(&app.database_url).await.unwrap();
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT type, resource_id, data FROM events WHERE type LIKE 'usage.%'",
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| {
+            let data: Value = row.try_get("", "data").unwrap();
+            (
+                row.try_get::<String>("", "type").unwrap(),
+                row.try_get::<String>("", "resource_id").unwrap(),
+                data,
+            )
+        })
+        .collect()
+}
+
 /// Usage records appear within the writer's flush interval (≤ 1 s).
 async fn usage_records(app: &TestApp, query: &str, at_least: usize) -> Value {
     let started = Instant::now();
