@@ -319,7 +319,7 @@ if [ "$ONLY" = all ]; then
     # Admin writes reach the proxy within 1 s (proxy.md §8); allow a little more.
     for _ in $(seq 1 40); do
         code=$(curl -sS -o /dev/null -w '%{http_code}' -H "X-API-Key: $FIRST_KEY" "$TOLLGATE_URL/bench" || true)
-        [ "$code" = 200 ] && break
+        if [ "$code" = 200 ]; then break; fi
         sleep 0.25
     done
     check_target tollgate "$TOLLGATE_URL" 1

@@ -193,11 +193,9 @@ pub async fn record_milestone(
     } else {
         "users"
     };
-    let percent = if milestone.limit == 0 {
-        100
-    } else {
-        milestone.used * 100 / milestone.limit
-    };
+    let percent = (milestone.used * 100)
+        .checked_div(milestone.limit)
+        .unwrap_or(100);
     let event = crate::events::ChangeEvent {
         id: ids.new_id("evt_"),
         event_type: milestone.event_type.to_owned(),
