@@ -673,6 +673,31 @@ async fn monthly_quota_refuses_or_bills_overage() {
         "QUOTA_EXCEEDED",
     );
     assert_eq!(upstream.hits(), 3);
+    call(&app, "/x", &s.key).await;
+
+    // 80 % and the first refusal are announced once each, for the user, in the outbox.
+    let started = Instant::now();
+    let events = loop {
+        let events = usage_events(&app).await;
+        if events.len() >= 2 || started.elapsed() > Duration::from_secs(3) {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(events.len(), 2, "{events:?}");
+    let threshold = events
+        .iter()
+        .find(|(t, _, _)| t == "usage.threshold")
+        .unwrap();
+    assert_eq!(threshold.1, s.user);
+    assert_eq!(threshold.2["used"], 3);
+    assert_eq!(threshold.2["limit"], 3);
+    assert_eq!(
+        threshold.2["subject"],
+        json!({"type": "users", "id": s.user})
+    );
+    let limit = events.iter().find(|(t, _, _)| t == "usage.limit").unwrap();
+    assert_eq!(limit.2["percent"], 100);
 
     // With an overage price the plan lets requests through beyond the quota.
     app.patch_attributes("plans", "plans", &s.plan, json!({"overage_price": 2}))
