@@ -163,6 +163,16 @@ pub struct Application {
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Shared buckets in Redis when `TOLLGATE_REDIS_URL` is set, else this process's own.
+async fn limiter(config: &Config) -> anyhow::Result<gateway::limiter::Limiter> {
+    match &config.redis_url {
+        Some(url) if !url.is_empty() => gateway::limiter::Limiter::redis(url)
+            .await
+            .with_context(|| "cannot connect to Redis (TOLLGATE_REDIS_URL)"),
+        _ => Ok(gateway::limiter::Limiter::local()),
+    }
+}
+
 fn trusted_proxies(list: &str) -> anyhow::Result<Vec<ipnet::IpNet>> {
     list.split(',')
         .map(str::trim)
@@ -204,6 +214,7 @@ impl Application {
             ports.vault.clone(),
             ports.clock.clone(),
             ports.ids.clone(),
+            limiter(&config).await?,
             GatewaySettings {
                 max_body_bytes: config.proxy_max_body_bytes,
                 trusted_proxies: trusted_proxies(&config.trusted_proxies)?,

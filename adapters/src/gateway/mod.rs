@@ -3,6 +3,7 @@
 //! only when the configuration changes or a quota subject is first seen.
 
 pub mod health;
+pub mod limiter;
 pub mod metering;
 pub mod reload;
 pub mod upstream;
@@ -23,7 +24,7 @@ use tollgate_domain::{
     ports::{Clock, IdGenerator, Store, Vault},
     proxy::{
         config::ProxyConfig,
-        limits::{Bucket, QuotaDecision, QuotaPeriod, RateDecision, quota_decision},
+        limits::{QuotaDecision, QuotaPeriod, RateDecision, quota_decision},
         policy::{Caller, Refusal},
         usage::{QuotaMilestone, UsageRecord, counted_since, record_milestone},
     },
@@ -77,7 +78,7 @@ pub struct QuotaState {
 
 pub struct Gateway {
     config: ArcSwap<ProxyConfig>,
-    buckets: DashMap<BucketKey, Bucket>,
+    limiter: limiter::Limiter,
     quotas: DashMap<(String, i64), Arc<QuotaCounter>>,
     usage: mpsc::Sender<UsageRecord>,
     pub(crate) dropped: AtomicU64,
@@ -97,12 +98,13 @@ impl Gateway {
         vault: Arc<dyn Vault>,
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGenerator>,
+        limiter: limiter::Limiter,
         settings: GatewaySettings,
     ) -> (Arc<Self>, mpsc::Receiver<UsageRecord>) {
         let (usage, records) = mpsc::channel(settings.usage_buffer.max(1));
         let gateway = Arc::new(Self {
             config: ArcSwap::from_pointee(ProxyConfig::default()),
-            buckets: DashMap::new(),
+            limiter,
             quotas: DashMap::new(),
             usage,
             dropped: AtomicU64::new(0),
@@ -140,12 +142,13 @@ impl Gateway {
     }
 
     /// Takes a token; `limit` is requests per minute (> 0).
-    pub fn take_token(&self, key: BucketKey, limit: u64, now: Timestamp) -> RateDecision {
-        let mut bucket = self
-            .buckets
-            .entry(key)
-            .or_insert_with(|| Bucket::full(limit, now));
-        bucket.take(limit, now)
+    pub async fn take_token(&self, key: &BucketKey, limit: u64, now: Timestamp) -> RateDecision {
+        self.limiter.take(key, limit, now).await
+    }
+
+    /// Returns a token to a bucket (the request was refused after taking it).
+    pub async fn give_back_token(&self, key: &BucketKey, limit: u64) {
+        self.limiter.give_back(key, limit).await;
     }
 
     /// Counts the request against its subject's monthly quota, or refuses it.

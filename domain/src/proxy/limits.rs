@@ -45,14 +45,31 @@ impl Bucket {
         if allowed {
             self.tokens -= 1.0;
         }
-        let seconds_for = |tokens: f64| (tokens / per_ms / 1000.0).ceil().max(0.0) as u64;
-        RateDecision {
+        RateDecision::after(limit, self.tokens, allowed)
+    }
+}
+
+impl RateDecision {
+    /// The decision once the bucket holds `tokens` (after taking one, if `allowed`); shared by
+    /// the in-memory bucket and the Redis script, which runs the same refill arithmetic.
+    pub fn after(limit: u64, tokens: f64, allowed: bool) -> Self {
+        let per_second = limit as f64 / 60.0;
+        let seconds_for = |missing: f64| (missing / per_second).ceil().max(0.0) as u64;
+        Self {
             allowed,
             limit,
-            remaining: self.tokens.floor().max(0.0) as u64,
-            reset_seconds: seconds_for(capacity - self.tokens),
-            retry_after: seconds_for(1.0 - self.tokens).max(1),
+            remaining: tokens.floor().max(0.0) as u64,
+            reset_seconds: seconds_for(limit as f64 - tokens),
+            retry_after: seconds_for(1.0 - tokens).max(1),
         }
+    }
+}
+
+impl Bucket {
+    /// Returns a token taken by a request that was refused later (quota), so a refusal never
+    /// costs a token.
+    pub fn give_back(&mut self, limit: u64) {
+        self.tokens = (self.tokens + 1.0).min(limit as f64);
     }
 }
 
@@ -100,11 +117,11 @@ pub enum QuotaDecision {
     Exceeded,
 }
 
-/// `limit` < 0 is unlimited; `0` blocks everything.
+/// `limit` < 0 is unlimited; `0` blocks everything, overage or not.
 pub fn quota_decision(limit: i64, used_before: u64, overage_price: i64) -> QuotaDecision {
     if limit < 0 || used_before < limit as u64 {
         QuotaDecision::Within
-    } else if overage_price > 0 {
+    } else if overage_price > 0 && limit > 0 {
         QuotaDecision::Overage
     } else {
         QuotaDecision::Exceeded
@@ -162,5 +179,6 @@ mod tests {
         assert_eq!(quota_decision(2, 2, 0), QuotaDecision::Exceeded);
         assert_eq!(quota_decision(2, 2, 5), QuotaDecision::Overage);
         assert_eq!(quota_decision(0, 0, 0), QuotaDecision::Exceeded);
+        assert_eq!(quota_decision(0, 0, 5), QuotaDecision::Exceeded);
     }
 }

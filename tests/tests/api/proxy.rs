@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tollgate_tests::{TestApp, link, spawn_app, spawn_app_with, upstream::Upstream};
+use tollgate_tests::{TestApp, link, spawn_app, spawn_app_with, spawn_node, upstream::Upstream};
 
 /// What one test needs on the admin side: a plan, a user on it, a key, an upstream, a route.
 struct Setup {
@@ -511,6 +511,18 @@ async fn health_paths_answer_on_the_proxy_listener() {
         .await
         .unwrap();
     assert_eq!(json_of(r).await, json!({"status": "ok"}));
+    let r = proxied(&app, Method::POST, "/_tollgate/health")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["allow"], "GET");
+    let status = r.status();
+    assert_error(
+        status,
+        &json_of(r).await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+    );
     let _ = s;
 }
 
@@ -548,6 +560,16 @@ async fn public_routes_need_no_key_and_forward_none() {
     assert!(
         seen["headers"].get("x-user-id").is_none(),
         "public requests are anonymous"
+    );
+    // A bearer token that is not a Tollgate key belongs to the upstream and passes.
+    let r = proxied(&app, Method::GET, "/open")
+        .header("Authorization", "Bearer upstream-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        json_of(r).await["headers"]["authorization"],
+        "Bearer upstream-token"
     );
 }
 
@@ -1144,4 +1166,66 @@ async fn upstream_health_is_probed_and_shown() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+#[tokio::test]
+async fn nodes_sharing_redis_share_one_bucket_per_key() {
+    let app = spawn_app_with(|c| c.redis_url = Some(REDIS.into())).await;
+    let (_, second_proxy) =
+        spawn_node(&app.database_url, |c| c.redis_url = Some(REDIS.into())).await;
+    let upstream = Upstream::start().await;
+    let s = setup(
+        &app,
+        &upstream.url,
+        json!({"rate_limit_per_minute": 12}),
+        json!({}),
+    )
+    .await;
+    let unknown = format!("tg_live_{}", "D".repeat(40));
+    for proxy in [app.proxy.clone(), second_proxy.clone()] {
+        let unknown = unknown.clone();
+        within_a_second(|| {
+            let (proxy, unknown) = (proxy.clone(), unknown.clone());
+            let client = app.client.clone();
+            async move {
+                client
+                    .get(format!("{proxy}/x"))
+                    .header("X-API-Key", unknown)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    == StatusCode::UNAUTHORIZED
+            }
+        })
+        .await;
+    }
+    let requests = (0..36).map(|i| {
+        let proxy = if i % 2 == 0 {
+            &app.proxy
+        } else {
+            &second_proxy
+        };
+        app.client
+            .get(format!("{proxy}/x"))
+            .header("X-API-Key", &s.key)
+            .send()
+    });
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status())
+        .collect();
+    let allowed = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(
+        (allowed, limited),
+        (12, 24),
+        "two nodes, one bucket: {statuses:?}"
+    );
 }

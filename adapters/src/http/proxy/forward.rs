@@ -188,9 +188,12 @@ pub async fn forward(
     let upstream_started = Instant::now();
     let timeout = Duration::from_millis(target.upstream.timeout_ms);
     let answer = tokio::time::timeout(timeout, client.request(request)).await;
-    metering.record.upstream_duration_ms = Some(upstream_started.elapsed().as_millis() as u64);
     let response = match answer {
-        Ok(Ok(response)) => response,
+        Ok(Ok(response)) => {
+            metering.record.upstream_duration_ms =
+                Some(upstream_started.elapsed().as_millis() as u64);
+            response
+        }
         Ok(Err(error)) => {
             metering.record.request_bytes = sent.load(Ordering::Relaxed);
             if too_large.load(Ordering::Relaxed) {

@@ -201,8 +201,21 @@ async fn handle(
     let now = gateway.now();
     let path = req.path().to_owned();
     let method = req.method().as_str().to_owned();
-    if path == "/_tollgate/health" && method == "GET" {
-        return HttpResponse::Ok().json(json!({"status": "ok"}));
+    if path == "/_tollgate/health" {
+        // Reserved: never routed, whatever the method.
+        return if method == "GET" {
+            HttpResponse::Ok().json(json!({"status": "ok"}))
+        } else {
+            let mut response = proxy_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "GET only",
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("GET"));
+            response
+        };
     }
     let request_id = req
         .extensions()
@@ -291,9 +304,10 @@ async fn handle(
             }
             Err(refusal) => return refuse(gateway, refusal, metering, &limits),
         }
-    } else if let Some((_, in_authorization)) = presented {
-        // A key sent to a public route is ignored, and not forwarded either.
-        key_in_authorization = in_authorization;
+    } else if let Some((key, in_authorization)) = presented {
+        // A key sent to a public route is ignored, and not forwarded either; another bearer
+        // token in `Authorization` is the upstream's business and passes.
+        key_in_authorization = in_authorization && key.starts_with("tg_");
     }
 
     // Step 8: upstream.
@@ -303,6 +317,7 @@ async fn handle(
     };
 
     // Step 9: rate limit.
+    let mut taken: Option<(BucketKey, u64)> = None;
     if let Some(rpm) = policy::rate_limit(&route, caller.as_ref()) {
         let bucket = match (&caller, route.rate_limit_override.is_some()) {
             (Some(c), false) => BucketKey::Key(c.key.id.as_str().into()),
@@ -311,7 +326,8 @@ async fn handle(
             }
             (None, _) => BucketKey::IpOnRoute(ip, route.id.as_str().into()),
         };
-        let decision = gateway.take_token(bucket, rpm, now);
+        let decision = gateway.take_token(&bucket, rpm, now).await;
+        taken = Some((bucket, rpm));
         limits.rate = Some(decision);
         if !decision.allowed {
             let refusal = Refusal::RateLimited {
@@ -331,6 +347,12 @@ async fn handle(
                 metering.record.overage = state.is_some_and(|s| s.overage);
             }
             Err(refusal) => {
+                if let Some((bucket, rpm)) = &taken {
+                    gateway.give_back_token(bucket, *rpm).await;
+                    if let Some(rate) = limits.rate.as_mut() {
+                        rate.remaining = (rate.remaining + 1).min(rate.limit);
+                    }
+                }
                 if caller.plan.requests_per_month >= 0 {
                     let limit = caller.plan.requests_per_month as u64;
                     limits.quota = Some(QuotaState {
