@@ -32,6 +32,7 @@ RATE_PER_MINUTE=1000000
 KEYS_PER_USER=100
 
 STAMP=$(date +%Y%m%d_%H%M%S)
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 OUT=bench/out/proxy-$STAMP
 BIN=${BENCH_TOLLGATE_BIN:-$ROOT/target/release/tollgate}
 LUA=$ROOT/bench/proxy/keys.lua
@@ -74,6 +75,13 @@ fi
 if [ "$ONLY" = all ]; then
     [ -x "$BIN" ] || die "$BIN is not an executable"
     BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+fi
+
+BUILT_FROM="Tollgate: not run"
+if [ "$ONLY" = all ]; then
+    BUILT_FROM="Tollgate: $BIN, built from commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    if ! git diff --quiet HEAD -- . ':!bench' 2>/dev/null; then BUILT_FROM+=" + uncommitted changes"; fi
+    if [ -n "${BENCH_TOLLGATE_BIN:-}" ]; then BUILT_FROM="Tollgate: $BIN (BENCH_TOLLGATE_BIN)"; fi
 fi
 
 mkdir -p "$OUT"
@@ -347,6 +355,20 @@ cpu_ticks() { # user + system clock ticks of the given pids (threads included)
     echo "$total"
 }
 
+thread_ticks() { # pid → "<thread name> <user+system ticks>" per thread
+    local task
+    for task in /proc/"$1"/task/*; do
+        awk '{ match($0, /\(.*\)/); name = substr($0, RSTART + 1, RLENGTH - 2)
+               split(substr($0, RSTART + RLENGTH + 1), f, " ")
+               print name "\t" f[12] + f[13] }' "$task/stat" 2>/dev/null || true
+    done
+}
+thread_cpu() { # before file, after file, requests → CPU µs/request per thread name, largest first
+    awk -F '\t' -v n="$3" -v hz="$CLK_TCK" 'FNR == NR { before[$1] += $2; next } { after[$1] += $2 }
+        END { for (t in after) { d = after[t] - before[t]; if (d > 0) printf "%s\t%.1f\n", t, d / hz * 1e6 / n } }' \
+        "$1" "$2" | sort -t "$(printf '\t')" -k2,2 -rn | awk -F '\t' '{ printf "%-18s %8s\n", $1, $2 }'
+}
+
 field() { # file, name → value of name= in the RESULT line
     awk -v k="$2" '/^RESULT / { for (i = 2; i <= NF; i++) { split($i, a, "="); if (a[1] == k) print a[2] } }' "$1"
 }
@@ -356,16 +378,22 @@ run_wrk() { # target, label, threads, connections, seconds
     local gw_pids up_pids gw0 up0 gw1 up1 requests bad
     gw_pids=$(pids_of "$target"); up_pids=$(pids_of upstream)
     say "wrk $target $label: -t$threads -c$conns -d${seconds}s"
+    if [ "$target" = tollgate ]; then thread_ticks "$TOLLGATE_PID" >"$TMP/threads-before"; fi
     gw0=$(cpu_ticks $gw_pids); up0=$(cpu_ticks $up_pids)
     wrk -t"$threads" -c"$conns" -d"${seconds}s" --timeout 5s --latency -s "$LUA" \
         "$(url_of "$target")/bench" -- "$KEYFILE" >"$file" 2>&1 \
         || { cat "$file" >&2; die "wrk $target $label failed"; }
     gw1=$(cpu_ticks $gw_pids); up1=$(cpu_ticks $up_pids)
+    if [ "$target" = tollgate ]; then thread_ticks "$TOLLGATE_PID" >"$TMP/threads-after"; fi
     grep -q '^RESULT ' "$file" || { cat "$file" >&2; die "wrk $target $label: no RESULT line"; }
     requests=$(field "$file" requests)
     [ "${requests:-0}" -gt 0 ] || die "wrk $target $label: no request completed"
     printf 'CPU gateway_ticks=%s upstream_ticks=%s clk_tck=%s\n' \
         "$((gw1 - gw0))" "$((up1 - up0))" "$CLK_TCK" >>"$file"
+    if [ "$target" = tollgate ]; then
+        { echo "Tollgate CPU per request by thread (µs), $label"
+          thread_cpu "$TMP/threads-before" "$TMP/threads-after" "$requests"; } >"$OUT/tollgate-threads-$label.txt"
+    fi
     if [ "$label" != warmup ]; then
         bad=$(field "$file" bad_status)
         [ "$bad" = 0 ] || die "wrk $target $label: $bad responses with status >= 400 (see $file)"
@@ -391,9 +419,16 @@ fi
 
 if [ "$ONLY" = all ]; then
     # For the record: Tollgate's metering of the run (if the summary is available).
-    sleep 1.5
-    api GET '/api/usage/summary?filter%5Bperiod%5D=1h' >"$OUT/tollgate-usage-summary.json" 2>/dev/null \
-        || rm -f "$OUT/tollgate-usage-summary.json"
+    # The writer flushes every second; wait until the count stops moving (at most 30 s).
+    previous=-1
+    for _ in $(seq 1 30); do
+        sleep 1
+        api GET '/api/usage/summary?filter%5Bperiod%5D=1h' >"$OUT/tollgate-usage-summary.json" 2>/dev/null \
+            || { rm -f "$OUT/tollgate-usage-summary.json"; break; }
+        metered=$(jq -r '.meta.totals.requests // 0' "$OUT/tollgate-usage-summary.json")
+        if [ "$metered" = "$previous" ]; then break; fi
+        previous=$metered
+    done
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -415,7 +450,8 @@ CL=c$CONNECTIONS
 {
     echo
     echo "Tollgate proxy benchmark — $KEYS keys; ${DURATION}s at $CONNECTIONS connections (wrk -t$THREADS), ${DURATION_C1}s at 1"
-    echo "$(date -u '+%Y-%m-%d %H:%M:%SZ')  $(nproc) cores  load average: $(cut -d' ' -f1-3 /proc/loadavg)  commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- . ':!bench' 2>/dev/null || echo ' + uncommitted changes')"
+    echo "$(date -u '+%Y-%m-%d %H:%M:%SZ')  $(nproc) cores  load average: $LOAD_AT_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+    echo "$BUILT_FROM"
     echo "gateways: $GATEWAY_WORKERS workers each (nginx worker_processes, TOLLGATE_WORKERS); upstream: nginx, $UPSTREAM_WORKERS worker"
     echo "wrk, the upstream and the gateways share the same cores: compare figures within a run"
     echo "keys: $KEYS, rotated per request (distinct keys in nginx's access log: $KEYS_SEEN)"
@@ -462,6 +498,10 @@ CL=c$CONNECTIONS
             sent=0
             for label in warmup "$CL" c1; do sent=$((sent + $(res tollgate "$label" requests))); done
             echo "Tollgate metered $(jq -r '.meta.totals.requests // "?"' "$OUT/tollgate-usage-summary.json") requests; wrk completed $sent (plus the checks and requests in flight at the end of each run)"
+        fi
+        if [ -s "$OUT/tollgate-threads-$CL.txt" ]; then
+            echo "Tollgate CPU µs/request by thread at $CONNECTIONS connections (top 5):"
+            sed -n '2,6p' "$OUT/tollgate-threads-$CL.txt" | sed 's/^/  /'
         fi
         # Start-up notices about generated secrets are expected; anything else is worth a look.
         warnings=$(grep -E '\b(WARN|ERROR)\b' "$OUT/tollgate.log" | grep -vc 'not configured: generated' || true)
