@@ -180,7 +180,18 @@ impl Gateway {
                 Ok::<(), Refusal>(())
             })
             .await?;
-        let before = counter.used.fetch_add(1, Ordering::SeqCst);
+        // Shared across nodes in Redis when configured, else this process's count.
+        let ttl_ms = period.next.millis() - now.millis() + 86_400_000;
+        let seed = counter.used.load(Ordering::SeqCst);
+        let subject = &caller.quota_subject;
+        let shared = self
+            .limiter
+            .count_quota(subject, period.start, ttl_ms, seed, 1, now)
+            .await;
+        let before = match shared {
+            Some(before) => before,
+            None => counter.used.fetch_add(1, Ordering::SeqCst),
+        };
         let limit = limit as u64;
         let decision = quota_decision(limit as i64, before, caller.plan.overage_price);
         let milestone = |event_type| QuotaMilestone {
@@ -204,7 +215,13 @@ impl Gateway {
         }
         match decision {
             QuotaDecision::Exceeded => {
-                counter.used.fetch_sub(1, Ordering::SeqCst);
+                if shared.is_some() {
+                    self.limiter
+                        .count_quota(subject, period.start, ttl_ms, seed, -1, now)
+                        .await;
+                } else {
+                    counter.used.fetch_sub(1, Ordering::SeqCst);
+                }
                 Err(Refusal::QuotaExceeded {
                     retry_after: period.seconds_left(now).max(1),
                 })
