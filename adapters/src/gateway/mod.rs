@@ -26,7 +26,7 @@ use tollgate_domain::{
         config::ProxyConfig,
         limits::{QuotaDecision, QuotaPeriod, RateDecision, quota_decision},
         policy::{Caller, Refusal},
-        usage::{QuotaMilestone, UsageRecord, counted_since, record_milestone},
+        usage::{QuotaMilestone, UsageLog, UsageRecord, counted_since, record_milestone},
     },
 };
 
@@ -85,6 +85,7 @@ pub struct Gateway {
     pub(crate) changed: Notify,
     pub(crate) stop: Notify,
     pub store: Arc<dyn Store>,
+    pub usage_log: Arc<dyn UsageLog>,
     pub vault: Arc<dyn Vault>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGenerator>,
@@ -95,6 +96,7 @@ impl Gateway {
     /// The gateway and the receiving end of its metering channel (for [`metering::run`]).
     pub fn new(
         store: Arc<dyn Store>,
+        usage_log: Arc<dyn UsageLog>,
         vault: Arc<dyn Vault>,
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGenerator>,
@@ -111,6 +113,7 @@ impl Gateway {
             changed: Notify::new(),
             stop: Notify::new(),
             store,
+            usage_log,
             vault,
             clock,
             ids,
