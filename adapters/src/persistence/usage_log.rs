@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use sea_orm::{
     ConnectionTrait, QueryResult, TransactionTrait,
-    sea_query::{Alias, Expr, Order, Query, SimpleExpr},
+    sea_query::{Alias, Expr, Order, Query},
 };
 use tollgate_domain::{
     error::StoreError,
@@ -41,28 +41,28 @@ const COLUMNS: [&str; 21] = [
     "group_id",
 ];
 
-fn values(r: &UsageRecord) -> [SimpleExpr; 21] {
-    let int = |v: u64| Expr::val(v.min(i64::MAX as u64) as i64).into();
-    let text = |v: &str| Expr::val(v.to_owned()).into();
-    let opt = |v: &Option<String>| Expr::val(v.clone()).into();
+fn values(r: &UsageRecord) -> [Expr; 21] {
+    let int = |v: u64| Expr::val(v.min(i64::MAX as u64) as i64);
+    let text = |v: &str| Expr::val(v.to_owned());
+    let opt = |v: &Option<String>| Expr::val(v.clone());
     [
         text(&r.id),
         text(&r.request_id),
-        Expr::val(r.created_at).into(),
-        Expr::val(r.created_at).into(),
+        Expr::val(r.created_at),
+        Expr::val(r.created_at),
         text(&r.method),
         text(&r.host),
         text(&r.path),
         int(u64::from(r.status_code)),
-        Expr::val(r.error_code.map(str::to_owned)).into(),
+        Expr::val(r.error_code.map(str::to_owned)),
         int(r.duration_ms),
-        Expr::val(r.upstream_duration_ms.map(|v| v as i64)).into(),
+        Expr::val(r.upstream_duration_ms.map(|v| v as i64)),
         int(r.request_bytes),
         int(r.response_bytes),
         text(&r.client_ip),
         text(&r.user_agent),
-        Expr::val(r.counted).into(),
-        Expr::val(r.overage).into(),
+        Expr::val(r.counted),
+        Expr::val(r.overage),
         opt(&r.route_id),
         opt(&r.api_key_id),
         opt(&r.user_id),
