@@ -31,21 +31,22 @@ pub fn is_token(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Headers a client may not configure: hop-by-hop ones and `Host`.
+/// Hop-by-hop headers (RFC 9110 §7.6.1): they never cross a proxy.
+pub const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers a client may not configure: hop-by-hop ones, `Host` and `Content-Length`.
 pub fn is_reserved_header(name: &str) -> bool {
-    const RESERVED: [&str; 10] = [
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-    ];
-    RESERVED.contains(&name.to_ascii_lowercase().as_str())
+    let name = name.to_ascii_lowercase();
+    HOP_BY_HOP.contains(&name.as_str()) || name == "host" || name == "content-length"
 }
 
 /// `Acme Corp!` → `acme-corp`.

@@ -124,6 +124,16 @@ async fn routed(app: &TestApp, path: &str, key: &str) {
     assert!(waited < Duration::from_secs(1));
 }
 
+/// Waits until the route reaches the proxy without spending a token or quota: an unknown key
+/// is refused before the bucket.
+async fn routed_without_spending(app: &TestApp, path: &str) {
+    let unknown = format!("tg_live_{}", "B".repeat(40));
+    within_a_second(|| async {
+        call(app, path, &unknown).await.status() == StatusCode::UNAUTHORIZED
+    })
+    .await;
+}
+
 fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
     assert_eq!(status, expected, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
@@ -609,14 +619,7 @@ async fn rate_limit_is_exact_under_concurrent_requests() {
         json!({}),
     )
     .await;
-    // Wait for the route without spending tokens: an unknown key is refused before the bucket.
-    within_a_second(|| async {
-        call(&app, "/x", &format!("tg_live_{}", "B".repeat(40)))
-            .await
-            .status()
-            == StatusCode::UNAUTHORIZED
-    })
-    .await;
+    routed_without_spending(&app, "/x").await;
     let requests = (0..30).map(|_| call(&app, "/x", &s.key));
     let responses = futures_util::future::join_all(requests).await;
     let mut allowed = 0;
@@ -658,13 +661,7 @@ async fn monthly_quota_refuses_or_bills_overage() {
         json!({}),
     )
     .await;
-    within_a_second(|| async {
-        call(&app, "/x", &format!("tg_live_{}", "C".repeat(40)))
-            .await
-            .status()
-            == StatusCode::UNAUTHORIZED
-    })
-    .await;
+    routed_without_spending(&app, "/x").await;
     for used in 1..=3 {
         let r = call(&app, "/x", &s.key).await;
         assert_eq!(r.status(), StatusCode::OK);

@@ -45,19 +45,30 @@ pub async fn revoke_api_key(
             Box::pin(async move { api_keys::revoke(ctx, &key_id).await })
         })
         .await?;
-    let row = state.service.get(&actor, rules, &id).await?;
-    let self_href = render::resource_path(schema, &id);
-    let doc = render::one_document(
+    let doc = api_key_document(&state, &actor, &params, &id).await?;
+    Ok(render::json_api(StatusCode::OK, doc))
+}
+
+/// The key as the caller now sees it: the answer of the key actions (revoke, rotate).
+pub(super) async fn api_key_document(
+    state: &AdminState,
+    actor: &tollgate_domain::Actor,
+    params: &query::Params,
+    id: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let rules = &api_keys::ApiKeys;
+    let row = state.service.get(actor, rules, id).await?;
+    let self_href = render::resource_path(rules.schema(), id);
+    render::one_document(
         &state.service,
-        &actor,
-        &params,
-        schema,
+        actor,
+        params,
+        rules.schema(),
         row,
         None,
         self_href,
     )
-    .await?;
-    Ok(render::json_api(StatusCode::OK, doc))
+    .await
 }
 
 pub async fn add_members(

@@ -221,18 +221,7 @@ pub async fn rotate_api_key(
         .get("previous_key_expires_at")
         .and_then(Value::as_i64)
         .map(|ms| tollgate_domain::Timestamp::from_millis(ms).to_string());
-    let row = state.service.get(&actor, rules, &id).await?;
-    let self_href = render::resource_path(schema, &id);
-    let mut doc = render::one_document(
-        &state.service,
-        &actor,
-        &params,
-        schema,
-        row,
-        None,
-        self_href,
-    )
-    .await?;
+    let mut doc = super::actions::api_key_document(&state, &actor, &params, &id).await?;
     doc["data"]["meta"] = json!({"key": secret, "previous_key_expires_at": previous_until});
     Ok(render::json_api(StatusCode::OK, doc))
 }

@@ -5,16 +5,7 @@
 use actix_web::http::header::HeaderMap as ActixHeaders;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+use tollgate_domain::resources::checks::HOP_BY_HOP;
 
 /// Set by Tollgate only: a client's copy is dropped.
 const IDENTITY: [&str; 4] = ["x-user-id", "x-key-id", "x-plan-id", "x-group-id"];
