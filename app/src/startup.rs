@@ -208,6 +208,11 @@ impl Application {
             DbSessionStore::new(service.ports().store.clone(), service.ports().clock.clone());
         let cookie_secure = config.cookie_secure;
         bootstrap_from_env(&service, &config).await?;
+        if config.usage_retention_days == 0 {
+            anyhow::bail!(
+                "TOLLGATE_USAGE_RETENTION_DAYS must be at least 1 (quotas are counted from the usage log)"
+            );
+        }
         let ports = service.ports().clone();
         let (gateway, usage_records) = Gateway::new(
             ports.store.clone(),

@@ -205,7 +205,7 @@ pub async fn forward(
                     &limits,
                 );
             }
-            tracing::debug!(%error, upstream = %target.upstream.name, "upstream request failed");
+            tracing::warn!(%error, upstream = %target.upstream.name, "upstream request failed");
             return refuse(&gateway, Refusal::BadGateway, metering, &limits);
         }
         Err(_) => {
