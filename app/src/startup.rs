@@ -19,7 +19,7 @@ use migration::{Migrator, MigratorTrait};
 use serde_json::json;
 use tollgate_adapters::{
     gateway::{self, Gateway, GatewaySettings},
-    http::{admin, proxy, request_id},
+    http::{access_log, admin, proxy, request_id},
     mail::{LogMailer, NoMailer, SmtpMailer},
     persistence::{SeaStore, session_store::DbSessionStore},
     security::{
@@ -235,13 +235,22 @@ impl Application {
             usage_records,
             config.usage_retention_days,
         ));
-        let background = vec![
+        let metrics = crate::ops::metrics_handle();
+        let mut background = vec![
             tokio::spawn(gateway::reload::run(gateway.clone())),
             tokio::spawn(gateway::health::run(
                 gateway.clone(),
                 Duration::from_secs(config.health_check_interval_seconds.max(1)),
             )),
         ];
+        if let Some(handle) = metrics.clone() {
+            background.push(tokio::spawn(crate::ops::upkeep(handle)));
+        }
+        let ops_state = web::Data::new(crate::ops::OpsState {
+            store: usage_stats.clone(),
+            gateway: gateway.clone(),
+            metrics,
+        });
         let admin_listener = TcpListener::bind(&config.admin_addr)
             .with_context(|| format!("cannot bind the admin listener {}", config.admin_addr))?;
         let proxy_listener = TcpListener::bind(&config.proxy_addr)
@@ -284,8 +293,11 @@ impl Application {
                 .build();
             App::new()
                 .app_data(state.clone())
+                .app_data(ops_state.clone())
                 .wrap(session)
+                .wrap(from_fn(access_log::admin))
                 .wrap(from_fn(request_id::middleware))
+                .configure(crate::ops::configure)
                 .configure(admin::configure)
         })
         .workers(workers)

@@ -33,6 +33,8 @@ pub async fn run(gateway: Arc<Gateway>, every: Duration) {
                     upstream.timeout_ms,
                 )
                 .await;
+                metrics::gauge!("tollgate_upstream_health", "upstream" => upstream.id.clone())
+                    .set(if up { 1.0 } else { 0.0 });
                 record(&gateway, &upstream.id, up).await;
             }
         });

@@ -82,6 +82,7 @@ pub struct Gateway {
     quotas: DashMap<(String, i64), Arc<QuotaCounter>>,
     usage: mpsc::Sender<UsageRecord>,
     pub(crate) dropped: AtomicU64,
+    loaded: AtomicBool,
     pub(crate) changed: Notify,
     pub(crate) stop: Notify,
     pub store: Arc<dyn Store>,
@@ -110,6 +111,7 @@ impl Gateway {
             quotas: DashMap::new(),
             usage,
             dropped: AtomicU64::new(0),
+            loaded: AtomicBool::new(false),
             changed: Notify::new(),
             stop: Notify::new(),
             store,
@@ -128,6 +130,12 @@ impl Gateway {
 
     pub fn install(&self, config: ProxyConfig) {
         self.config.store(Arc::new(config));
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    /// Whether a configuration snapshot from the database has been installed (readiness).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
     }
 
     /// Asks the reloader to look for changes now (after an admin write on this node).
@@ -253,6 +261,7 @@ impl Gateway {
     pub fn meter(&self, record: UsageRecord) {
         if self.usage.try_send(record).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("tollgate_usage_dropped_total").increment(1);
         }
     }
 

@@ -1,5 +1,6 @@
 //! The HTTP adapters: the JSON:API admin API and the proxy listener.
 
+pub mod access_log;
 pub mod admin;
 pub mod error;
 pub mod jsonapi;

@@ -63,6 +63,23 @@ impl SeaStore {
         self.db.get_database_backend()
     }
 
+    /// Pool connections `(in use, idle)`; cheap (atomics in sqlx's pool).
+    pub fn pool_connections(&self) -> (u32, u32) {
+        let (size, idle) = match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            DbBackend::Sqlite => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => return (0, 0),
+        };
+        let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(size);
+        (size - idle, idle)
+    }
+
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.db

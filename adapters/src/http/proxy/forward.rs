@@ -149,6 +149,16 @@ fn outgoing_headers(req: &HttpRequest, target: &Target, authority: &str) -> http
     out
 }
 
+/// `tollgate_upstream_errors_total{upstream,kind}` (the upstream's id: bounded, stable).
+fn upstream_error(target: &Target, kind: &'static str) {
+    metrics::counter!(
+        "tollgate_upstream_errors_total",
+        "upstream" => target.upstream.id.clone(),
+        "kind" => kind,
+    )
+    .increment(1);
+}
+
 pub async fn forward(
     gateway: Arc<Gateway>,
     req: HttpRequest,
@@ -206,10 +216,17 @@ pub async fn forward(
                 );
             }
             tracing::warn!(%error, upstream = %target.upstream.name, "upstream request failed");
+            let kind = if error.is_connect() {
+                "connect"
+            } else {
+                "invalid_response"
+            };
+            upstream_error(&target, kind);
             return refuse(&gateway, Refusal::BadGateway, metering, &limits);
         }
         Err(_) => {
             metering.record.request_bytes = sent.load(Ordering::Relaxed);
+            upstream_error(&target, "timeout");
             return refuse(&gateway, Refusal::GatewayTimeout, metering, &limits);
         }
     };

@@ -40,9 +40,13 @@ pub fn proxy_error(status: StatusCode, code: &str, message: &str) -> HttpRespons
 pub(crate) struct Metering {
     pub record: UsageRecord,
     pub started: Instant,
+    /// The stored prefix of a well-formed key (never the key itself), for the log line.
+    pub key_prefix: Option<String>,
 }
 
 impl Metering {
+    /// The one place every proxied request passes: metrics, the access log line, the
+    /// usage record.
     fn finish(
         mut self,
         gateway: &Gateway,
@@ -50,12 +54,58 @@ impl Metering {
         error: Option<&'static str>,
         response_bytes: u64,
     ) {
+        let elapsed = self.started.elapsed();
         self.record.status_code = status;
         self.record.error_code = error;
         self.record.response_bytes = response_bytes;
-        self.record.duration_ms = self.started.elapsed().as_millis() as u64;
+        self.record.duration_ms = elapsed.as_millis() as u64;
+        observe(&self, elapsed.as_secs_f64());
         gateway.meter(self.record);
     }
+}
+
+/// `2xx`, `4xx`, …: the status label (bounded, unlike the status itself).
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Metrics and the per-request log line. Labels are route ids, status classes and error
+/// codes only — never key or user ids.
+fn observe(metering: &Metering, seconds: f64) {
+    let record = &metering.record;
+    let route = record.route_id.clone().unwrap_or_else(|| "none".to_owned());
+    let code = record.error_code.unwrap_or("OK");
+    metrics::counter!(
+        "tollgate_proxy_requests_total",
+        "route" => route.clone(),
+        "status" => status_class(record.status_code),
+        "code" => code,
+    )
+    .increment(1);
+    metrics::histogram!("tollgate_proxy_request_duration_seconds", "route" => route.clone())
+        .record(seconds);
+    if record.error_code.is_some() && record.status_code < 500 {
+        metrics::counter!("tollgate_proxy_rejected_total", "code" => code).increment(1);
+    }
+    tracing::info!(
+        target: "tollgate::access",
+        listener = "proxy",
+        request_id = %record.request_id,
+        method = %record.method,
+        path = %record.path,
+        route = %route,
+        status = record.status_code,
+        code,
+        latency_ms = seconds * 1000.0,
+        key_prefix = metering.key_prefix.as_deref().unwrap_or("-"),
+        "request"
+    );
 }
 
 /// The limit headers of an answer (§4, §5).
@@ -245,6 +295,7 @@ async fn handle(
             ..UsageRecord::default()
         },
         started,
+        key_prefix: None,
     };
     let mut limits = LimitHeaders::default();
     let config = gateway.config();
@@ -294,7 +345,11 @@ async fn handle(
             return refuse(gateway, Refusal::MissingApiKey, metering, &limits);
         };
         key_in_authorization = in_authorization;
-        let digest = policy::is_well_formed(&key).then(|| digest(&key));
+        let well_formed = policy::is_well_formed(&key);
+        if well_formed {
+            metering.key_prefix = Some(key.chars().take(16).collect());
+        }
+        let digest = well_formed.then(|| digest(&key));
         match policy::admit(&config, &route, digest.as_deref(), now.millis()) {
             Ok(admitted) => {
                 metering.record.api_key_id = Some(admitted.key.id.clone());
