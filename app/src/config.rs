@@ -138,6 +138,127 @@ impl Config {
     }
 }
 
+/// Fields holding a [`Secret`]: always printed as `***`.
+const SECRET_FIELDS: &[&str] = &[
+    "encryption_key",
+    "jwt_secret",
+    "admin_password",
+    "session_secret",
+    "smtp_url",
+];
+
+/// Fields that are URLs and may carry a password in their user-info part.
+const URL_FIELDS: &[&str] = &["database_url", "redis_url"];
+
+/// `scheme://user:***@host…` for a URL with a password; other values unchanged.
+pub fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_owned(),
+    }
+}
+
+impl Config {
+    /// Checks what can be checked without connecting anywhere; one message per problem.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        for (name, addr) in [("proxy_addr", &self.proxy_addr), ("admin_addr", &self.admin_addr)] {
+            let port = addr.rsplit_once(':').map(|(_, port)| port.parse::<u16>());
+            if !matches!(port, Some(Ok(_))) {
+                problems.push(format!("{name}: {addr:?} is not HOST:PORT"));
+            }
+        }
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            problems.push(format!(
+                "database_url: {:?} is neither sqlite:… nor postgres://…",
+                mask_url_password(&self.database_url)
+            ));
+        }
+        if self.database_max_connections == 0 {
+            problems.push("database_max_connections must be at least 1".into());
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            problems.push(format!(
+                "log_format: {:?} is neither \"text\" nor \"json\"",
+                self.log_format
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            problems.push(format!(
+                "log_level: {:?} is not a level or filter",
+                self.log_level
+            ));
+        }
+        if self.usage_retention_days == 0 {
+            problems.push(
+                "usage_retention_days must be at least 1 (quotas are counted from the usage log)"
+                    .into(),
+            );
+        }
+        if self.proxy_max_body_bytes == 0 {
+            problems.push("proxy_max_body_bytes must be at least 1".into());
+        }
+        for entry in self
+            .trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let ok = entry.parse::<ipnet::IpNet>().is_ok()
+                || entry.parse::<std::net::IpAddr>().is_ok();
+            if !ok {
+                problems.push(format!("trusted_proxies: {entry:?} is not an IP or CIDR"));
+            }
+        }
+        let short = |secret: &Option<Secret>, min: usize| {
+            secret.as_ref().is_some_and(|s| s.expose().len() < min)
+        };
+        if short(&self.jwt_secret, 32) {
+            problems.push("jwt_secret must be at least 32 bytes".into());
+        }
+        if short(&self.session_secret, 64) {
+            problems.push("session_secret must be at least 64 bytes".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The effective configuration as a JSON object with every secret masked (`***`) and
+    /// passwords in URLs masked; unset values are left out.
+    pub fn masked(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut map = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        map.retain(|_, value| !value.is_null());
+        for field in SECRET_FIELDS {
+            if let Some(value) = map.get_mut(*field) {
+                *value = serde_json::Value::String("***".into());
+            }
+        }
+        for field in URL_FIELDS {
+            if let Some(serde_json::Value::String(url)) = map.get_mut(*field) {
+                *url = mask_url_password(url);
+            }
+        }
+        map
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +285,36 @@ mod tests {
             assert_eq!(config.shutdown_grace_seconds, 30);
             Ok(())
         });
+    }
+
+    #[test]
+    fn masked_hides_secrets_and_url_passwords() {
+        let config = Config {
+            jwt_secret: Some(Secret::from("j".repeat(40))),
+            smtp_url: Some(Secret::from("smtps://u:mailpass@mail".to_owned())),
+            database_url: "postgres://tg:dbpass@db:5432/tollgate".into(),
+            ..Config::default()
+        };
+        let printed = serde_json::to_string(&config.masked()).expect("json");
+        assert!(!printed.contains("jjjj") && !printed.contains("mailpass"));
+        assert!(!printed.contains("dbpass"), "{printed}");
+        assert!(printed.contains("postgres://tg:***@db:5432/tollgate"));
+        assert!(!printed.contains("null"));
+        assert_eq!(mask_url_password("sqlite://t.db?mode=rwc"), "sqlite://t.db?mode=rwc");
+    }
+
+    #[test]
+    fn validate_names_each_problem() {
+        let config = Config {
+            log_format: "xml".into(),
+            admin_addr: "nowhere".into(),
+            usage_retention_days: 0,
+            trusted_proxies: "10.0.0.0/8, bogus".into(),
+            ..Config::default()
+        };
+        let problems = config.validate().expect_err("invalid");
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(Config::default().validate().is_ok());
     }
 
     #[test]

@@ -258,3 +258,281 @@ fn migrate_and_version() {
     let bad = tollgate("mysql://nowhere").arg("migrate").output().unwrap();
     assert!(!bad.status.success());
 }
+
+/// Runs the binary with `args` (and extra environment): (exit ok, stdout, stderr).
+fn run(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = tollgate(database_url)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run tollgate");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_check_prints_the_effective_configuration_with_secrets_masked() {
+    let db = "postgres://tollgate:dbsecretpw@127.0.0.1:5432/tollgate";
+    let jwt = "a-jwt-secret-that-is-long-enough-to-pass-0123456789";
+    let (ok, stdout, stderr) = run(
+        db,
+        &["config", "check", "--format", "json"],
+        &[
+            ("TOLLGATE_JWT_SECRET", jwt),
+            ("TOLLGATE_ADMIN_PASSWORD", "adminpassword123"),
+            ("TOLLGATE_WORKERS", "3"),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let config: Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    assert_eq!(config["workers"], 3);
+    assert_eq!(config["jwt_secret"], "***");
+    assert_eq!(config["admin_password"], "***");
+    assert_eq!(
+        config["database_url"],
+        "postgres://tollgate:***@127.0.0.1:5432/tollgate"
+    );
+    assert!(!stdout.contains(jwt) && !stdout.contains("dbsecretpw") && !stdout.contains("adminpassword123"));
+
+    let (ok, stdout, stderr) = run(db, &["config", "check"], &[("TOLLGATE_JWT_SECRET", jwt)]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("jwt_secret = \"***\""), "TOML by default: {stdout}");
+    assert!(stdout.contains("shutdown_grace_seconds = 30"));
+
+    let (ok, _, stderr) = run(
+        db,
+        &["config", "check"],
+        &[("TOLLGATE_LOG_FORMAT", "xml"), ("TOLLGATE_USAGE_RETENTION_DAYS", "0")],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("log_format") && stderr.contains("usage_retention_days"), "{stderr}");
+    let (ok, _, stderr) = run(db, &["config", "check"], &[("TOLLGATE_WORKERS", "many")]);
+    assert!(!ok);
+    assert!(stderr.contains("workers"), "{stderr}");
+    let (ok, _, stderr) = run(db, &["config", "check", "--format", "yaml"], &[]);
+    assert!(!ok && stderr.contains("yaml"), "{stderr}");
+}
+
+#[tokio::test]
+async fn keys_create_and_revoke_through_the_use_cases() {
+    let db = fresh_database_url().await;
+    let (ok, _, stderr) = admin_create(&db, "keys@example.com", "a long admin password", false);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = run(
+        &db,
+        &[
+            "keys", "create", "--user", "Keys@Example.com", "--name", "ci", "--expires-at",
+            "2999-01-01T00:00:00Z",
+        ],
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    let key = stdout.lines().last().expect("key line").trim().to_owned();
+    assert!(key.starts_with("tg_live_") && key.len() == 48, "{stdout}");
+    let key_id = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("key_"))
+        .expect("key id printed")
+        .to_owned();
+    let user_id = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("usr_"))
+        .expect("user id printed")
+        .to_owned();
+    // By id too.
+    let (ok, stdout, stderr) = run(&db, &["keys", "create", "--user", &user_id, "--name", "two"], &[]);
+    assert!(ok && stdout.contains("tg_live_"), "{stderr}");
+
+    let (ok, _, stderr) = run(&db, &["keys", "create", "--user", "nobody@example.com", "--name", "x"], &[]);
+    assert!(!ok && stderr.contains("no user nobody@example.com"), "{stderr}");
+    let (ok, _, stderr) = run(&db, &["keys", "create", "--user", "bob", "--name", "x"], &[]);
+    assert!(!ok && stderr.contains("--user"), "{stderr}");
+    let (ok, _, stderr) = run(
+        &db,
+        &["keys", "create", "--user", &user_id, "--name", "x", "--expires-at", "tomorrow"],
+        &[],
+    );
+    assert!(!ok && stderr.starts_with("error:"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let (ok, stdout, stderr) = run(&db, &["keys", "revoke", &key_id], &[]);
+    assert!(ok && stdout.contains(&key_id), "{stderr}");
+    let (ok, _, stderr) = run(&db, &["keys", "revoke", &key_id], &[]);
+    assert!(ok, "revoking twice succeeds: {stderr}");
+    let (ok, _, stderr) = run(&db, &["keys", "revoke", "key_nope"], &[]);
+    assert!(!ok && stderr.contains("no API key"), "{stderr}");
+
+    let server = serve(&db, &[]);
+    let status = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}/anything", server.proxy))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404, "no route: the proxy answers before checking keys");
+}
+
+#[test]
+fn help_explains_every_command() {
+    for args in [
+        vec!["--help"],
+        vec!["keys", "create", "--help"],
+        vec!["keys", "revoke", "--help"],
+        vec!["config", "check", "--help"],
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(help.contains("Usage:"), "{help}");
+    }
+    let out = Command::new(BIN)
+        .args(["keys", "create", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("RFC 3339") && help.contains("usr_"), "{help}");
+}
+
+/// A tiny HTTP/1.1 upstream: `/slow…` answers after 1.5 s (and says when it got one), the
+/// rest at once.
+fn slow_upstream() -> (String, std::sync::mpsc::Receiver<()>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let slow = String::from_utf8_lossy(&head).contains(" /slow");
+                if slow {
+                    let _ = tx.send(());
+                    std::thread::sleep(Duration::from_millis(1500));
+                }
+                let body = if slow { "slow" } else { "fast" };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_request_in_flight_finish_and_exits_zero() {
+    let db = fresh_database_url().await;
+    let (ok, stdout, stderr) = admin_create(&db, "term@example.com", "a long admin password", true);
+    assert!(ok, "{stderr}");
+    let admin_key = stdout.lines().last().unwrap().trim().to_owned();
+    let (upstream_url, slow_started) = slow_upstream();
+    let mut server = serve(&db, &[("TOLLGATE_SHUTDOWN_GRACE_SECONDS", "10")]);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let create = |path: &str, body: Value| {
+        client
+            .post(format!("{}/api/{path}", server.admin))
+            .bearer_auth(&admin_key)
+            .header("Content-Type", "application/vnd.api+json")
+            .header("Accept", "application/vnd.api+json")
+            .body(body.to_string())
+            .send()
+    };
+    let upstream: Value = create(
+        "upstreams",
+        serde_json::json!({"data": {"type": "upstreams",
+            "attributes": {"name": "slow", "base_url": upstream_url}}}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let upstream_id = upstream["data"]["id"].as_str().expect("upstream").to_owned();
+    let route = create(
+        "routes",
+        serde_json::json!({"data": {"type": "routes",
+            "attributes": {"name": "all", "path_pattern": "/", "match_type": "prefix"},
+            "relationships": {"upstream": {"data": {"type": "upstreams", "id": upstream_id}}}}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(route.status(), 201);
+    let key: Value = create(
+        "api-keys",
+        serde_json::json!({"data": {"type": "api_keys", "attributes": {"name": "term"}}}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let key = key["data"]["meta"]["key"].as_str().expect("proxy key").to_owned();
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = client
+            .get(format!("{}/fast", server.proxy))
+            .header("X-API-Key", &key)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "route not live: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let in_flight = tokio::spawn({
+        let request = client
+            .get(format!("{}/slow", server.proxy))
+            .header("X-API-Key", &key);
+        async move {
+            let response = request.send().await.expect("answered");
+            (response.status(), response.text().await.unwrap_or_default())
+        }
+    });
+    tokio::task::spawn_blocking(move || slow_started.recv_timeout(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .expect("the slow request reached the upstream");
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .expect("the request in flight completes")
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, "slow");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "tollgate did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+}

@@ -5,6 +5,7 @@ mod auth;
 mod authorization;
 mod groups;
 mod jsonapi;
+mod ops;
 mod plans;
 mod proxy;
 mod routes;
