@@ -170,7 +170,10 @@ impl Config {
     /// Checks what can be checked without connecting anywhere; one message per problem.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
-        for (name, addr) in [("proxy_addr", &self.proxy_addr), ("admin_addr", &self.admin_addr)] {
+        for (name, addr) in [
+            ("proxy_addr", &self.proxy_addr),
+            ("admin_addr", &self.admin_addr),
+        ] {
             let port = addr.rsplit_once(':').map(|(_, port)| port.parse::<u16>());
             if !matches!(port, Some(Ok(_))) {
                 problems.push(format!("{name}: {addr:?} is not HOST:PORT"));
@@ -215,8 +218,8 @@ impl Config {
             .map(str::trim)
             .filter(|e| !e.is_empty())
         {
-            let ok = entry.parse::<ipnet::IpNet>().is_ok()
-                || entry.parse::<std::net::IpAddr>().is_ok();
+            let ok =
+                entry.parse::<ipnet::IpNet>().is_ok() || entry.parse::<std::net::IpAddr>().is_ok();
             if !ok {
                 problems.push(format!("trusted_proxies: {entry:?} is not an IP or CIDR"));
             }
@@ -300,7 +303,10 @@ mod tests {
         assert!(!printed.contains("dbpass"), "{printed}");
         assert!(printed.contains("postgres://tg:***@db:5432/tollgate"));
         assert!(!printed.contains("null"));
-        assert_eq!(mask_url_password("sqlite://t.db?mode=rwc"), "sqlite://t.db?mode=rwc");
+        assert_eq!(
+            mask_url_password("sqlite://t.db?mode=rwc"),
+            "sqlite://t.db?mode=rwc"
+        );
     }
 
     #[test]

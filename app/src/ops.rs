@@ -76,7 +76,10 @@ async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
     metrics::gauge!("tollgate_db_pool_connections", "state" => "in_use").set(f64::from(in_use));
     metrics::gauge!("tollgate_db_pool_connections", "state" => "idle").set(f64::from(idle));
     HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"))
+        .insert_header((
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        ))
         .body(handle.render())
 }
 

@@ -182,11 +182,21 @@ async fn proxy_traffic_moves_the_metrics() {
         sample(
             &text,
             "tollgate_proxy_requests_total",
-            &[("route", &route), ("status", "4xx"), ("code", &refused_code)]
+            &[
+                ("route", &route),
+                ("status", "4xx"),
+                ("code", &refused_code)
+            ]
         ),
         1.0
     );
-    assert!(sample(&text, "tollgate_proxy_rejected_total", &[("code", &refused_code)]) >= 1.0);
+    assert!(
+        sample(
+            &text,
+            "tollgate_proxy_rejected_total",
+            &[("code", &refused_code)]
+        ) >= 1.0
+    );
     assert_eq!(
         sample(
             &text,
@@ -200,7 +210,11 @@ async fn proxy_traffic_moves_the_metrics() {
         sample(
             &text,
             "tollgate_proxy_requests_total",
-            &[("route", &dead_route), ("status", "5xx"), ("code", "BAD_GATEWAY")]
+            &[
+                ("route", &dead_route),
+                ("status", "5xx"),
+                ("code", "BAD_GATEWAY")
+            ]
         ),
         1.0
     );
@@ -212,7 +226,13 @@ async fn proxy_traffic_moves_the_metrics() {
         ),
         1.0
     );
-    assert!(sample(&text, "tollgate_admin_requests_total", &[("endpoint", "/api/routes")]) >= 2.0);
+    assert!(
+        sample(
+            &text,
+            "tollgate_admin_requests_total",
+            &[("endpoint", "/api/routes")]
+        ) >= 2.0
+    );
     assert!(text.contains("tollgate_db_pool_connections{state=\"idle\"}"));
     // Never a key or user id in a label.
     assert!(!text.contains(&user) && !text.contains("key_"));
