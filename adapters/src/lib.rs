@@ -5,3 +5,4 @@ pub mod http;
 pub mod mail;
 pub mod persistence;
 pub mod security;
+pub mod webhooks;

@@ -111,16 +111,17 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Records an event to be written to the outbox in this transaction.
+    /// Records an event to be written to the outbox in this transaction; returns its id.
     pub fn emit(
         &mut self,
         event_type: &str,
         schema: &ResourceSchema,
         resource_id: &str,
         data: Value,
-    ) {
+    ) -> String {
+        let id = self.ports.ids.new_id("evt_");
         self.events.push(ChangeEvent {
-            id: self.ports.ids.new_id("evt_"),
+            id: id.clone(),
             event_type: event_type.to_owned(),
             resource_type: schema.type_name.to_owned(),
             resource_id: resource_id.to_owned(),
@@ -128,6 +129,7 @@ impl Ctx<'_> {
             actor: self.actor.clone(),
             created_at: self.now,
         });
+        id
     }
 
     /// `<name>.<action>` with the resource as `data.object`.

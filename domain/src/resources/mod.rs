@@ -1,12 +1,15 @@
-//! The seven writable resource types. Each module declares its schema and rules.
+//! The seven writable resource types and the read-only logs. Each module declares its schema
+//! and rules.
 
 pub mod api_keys;
 pub mod checks;
+pub mod events;
 pub mod groups;
 pub mod plans;
 pub mod routes;
 pub mod upstreams;
 pub mod users;
+pub mod webhook_deliveries;
 pub mod webhooks;
 
 use crate::service::ResourceRules;
@@ -22,9 +25,17 @@ pub const ALL: [&'static dyn ResourceRules; 7] = [
     &webhooks::Webhooks,
 ];
 
+/// Types written only by Tollgate itself: readable, filterable and includable like the rest.
+pub const READ_ONLY: [&'static dyn ResourceRules; 2] = [
+    &webhook_deliveries::WebhookDeliveries,
+    &events::Events,
+];
+
 /// The rules of a JSON:API type (`"api_keys"`).
 pub fn by_type(type_name: &str) -> Option<&'static dyn ResourceRules> {
-    ALL.into_iter().find(|r| r.schema().type_name == type_name)
+    ALL.into_iter()
+        .chain(READ_ONLY)
+        .find(|r| r.schema().type_name == type_name)
 }
 
 /// The rules behind a path segment (`"api-keys"`).

@@ -5,6 +5,7 @@ mod auth;
 mod context;
 mod relationships;
 mod resources;
+mod webhooks;
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -79,11 +80,60 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     for rules in domain_resources::ALL {
         register(cfg, rules);
     }
+    for rules in domain_resources::READ_ONLY {
+        register_read_only(cfg, rules);
+    }
     cfg.default_service(web::to(not_found));
+}
+
+/// Types only Tollgate writes: GET of the resource, its relationships and related
+/// resources; the audit log is also a collection (deliveries are listed per webhook).
+fn register_read_only(cfg: &mut web::ServiceConfig, rules: &'static dyn ResourceRules) {
+    let path = rules.schema().path;
+    if path == "events" {
+        cfg.service(
+            web::resource(format!("/api/{path}"))
+                .route(web::get().to(move |req, state| resources::list(rules, req, state)))
+                .default_service(web::to(not_allowed("GET"))),
+        );
+    }
+    cfg.service(
+        web::resource(format!("/api/{path}/{{id}}"))
+            .route(web::get().to(move |req, state| resources::get(rules, req, state)))
+            .default_service(web::to(not_allowed("GET"))),
+    );
+    cfg.service(
+        web::resource(format!("/api/{path}/{{id}}/relationships/{{rel}}"))
+            .route(web::get().to(move |req, state| relationships::get_linkage(rules, req, state)))
+            .default_service(web::to(not_allowed("GET"))),
+    );
+    cfg.service(
+        web::resource(format!("/api/{path}/{{id}}/{{rel}}"))
+            .route(web::get().to(move |req, state| relationships::get_related(rules, req, state)))
+            .default_service(web::to(not_allowed("GET"))),
+    );
 }
 
 fn register(cfg: &mut web::ServiceConfig, rules: &'static dyn ResourceRules) {
     let path = rules.schema().path;
+    if path == "webhooks" {
+        let post = |suffix: &str, handler| {
+            web::resource(format!("/api/{path}/{{id}}/{suffix}"))
+                .route(handler)
+                .default_service(web::to(not_allowed("POST")))
+        };
+        cfg.service(post("test", web::post().to(webhooks::test)));
+        cfg.service(post("rotate-secret", web::post().to(webhooks::rotate_secret)));
+        cfg.service(post(
+            "deliveries/{did}/redeliver",
+            web::post().to(webhooks::redeliver),
+        ));
+        cfg.service(
+            web::resource(format!("/api/{path}/{{id}}/deliveries/{{did}}"))
+                .route(web::get().to(webhooks::get_delivery))
+                .default_service(web::to(not_allowed("GET"))),
+        );
+    }
     if path == "api-keys" {
         cfg.service(
             web::resource(format!("/api/{path}/{{id}}/revoke"))
