@@ -9,4 +9,5 @@ mod plans;
 mod routes;
 mod upstreams;
 mod users;
+mod webhook_delivery;
 mod webhooks;
