@@ -61,7 +61,10 @@ fn tollgate(database_url: &str) -> Command {
         .env("TOLLGATE_WEBHOOK_ALLOW_PRIVATE", "true")
         .env("TOLLGATE_WEBHOOK_TIMEOUT_MS", "2000")
         .env("TOLLGATE_WEBHOOK_CONCURRENCY", "16")
-        .env("TOLLGATE_WEBHOOK_RETRY_SCHEDULE", "0ms,200ms,200ms,200ms,200ms,200ms")
+        .env(
+            "TOLLGATE_WEBHOOK_RETRY_SCHEDULE",
+            "0ms,200ms,200ms,200ms,200ms,200ms",
+        )
         .current_dir(std::env::temp_dir());
     command
 }
@@ -82,7 +85,11 @@ fn admin_key(database_url: &str) -> String {
         .write_all(b"a long admin password\n")
         .expect("password");
     let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .last()
@@ -185,7 +192,10 @@ async fn all_events(base: &str, key: &str) -> Vec<(String, String, String)> {
         for event in data {
             out.push((
                 event["id"].as_str().unwrap_or_default().to_owned(),
-                event["attributes"]["type"].as_str().unwrap_or_default().to_owned(),
+                event["attributes"]["type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
                 event["attributes"]["created_at"]
                     .as_str()
                     .unwrap_or_default()
@@ -249,7 +259,15 @@ async fn no_committed_change_loses_its_event_across_sigkill() {
 
     let (mut second, base) = serve(&db);
     stop.store(false, Ordering::SeqCst);
-    write_until(base.clone(), key.clone(), done.clone(), stop.clone(), CHANGES, 2).await;
+    write_until(
+        base.clone(),
+        key.clone(),
+        done.clone(),
+        stop.clone(),
+        CHANGES,
+        2,
+    )
+    .await;
     assert!(done.load(Ordering::SeqCst) >= CHANGES);
 
     let events = all_events(&base, &key).await;

@@ -286,11 +286,7 @@ pub async fn queue_depth(service: &ResourceService) -> Result<u64, DomainError> 
 }
 
 /// Makes one attempt of a leased job and records it.
-pub async fn deliver(
-    service: &ResourceService,
-    job: Row,
-    jitter: f64,
-) -> Result<(), DomainError> {
+pub async fn deliver(service: &ResourceService, job: Row, jitter: f64) -> Result<(), DomainError> {
     let (event, hook) = {
         let mut session = service.ports().store.read().await?;
         let event = session
@@ -349,7 +345,10 @@ fn delivery_row(
     row.insert("url".into(), json!(text(hook, "url")));
     row.insert("status_code".into(), json!(outcome.status_code));
     row.insert("response_body".into(), json!(outcome.response_body));
-    row.insert("error".into(), json!(outcome.error.map(DeliveryError::as_str)));
+    row.insert(
+        "error".into(),
+        json!(outcome.error.map(DeliveryError::as_str)),
+    );
     let attempted = outcome.error != Some(DeliveryError::WebhookDisabled);
     row.insert(
         "duration_ms".into(),
@@ -418,7 +417,11 @@ async fn record(
                 let verdict = classify(&outcome);
                 let Some(hook) = ctx
                     .tx
-                    .lock("webhooks", &ListQuery::all(Cond::eq("id", hook_id.as_str()), 1), false)
+                    .lock(
+                        "webhooks",
+                        &ListQuery::all(Cond::eq("id", hook_id.as_str()), 1),
+                        false,
+                    )
                     .await?
                     .into_iter()
                     .next()
@@ -438,14 +441,18 @@ async fn record(
                     && hook.get("enabled") == Some(&json!(true))
                     && failures >= disable_after;
                 let next_due = match verdict {
-                    Verdict::Retry if !single && !disable && (attempt as usize) < schedule.len() => {
+                    Verdict::Retry
+                        if !single && !disable && (attempt as usize) < schedule.len() =>
+                    {
                         let delay = jittered(schedule[attempt as usize], jitter);
                         Some(now.millis() + delay as i64)
                     }
                     _ => None,
                 };
                 let in_place = if attempt == 1 {
-                    job.get("delivery_id").and_then(Value::as_str).map(str::to_owned)
+                    job.get("delivery_id")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
                 } else {
                     None
                 };
@@ -566,7 +573,13 @@ async fn load_webhook(ctx: &mut Ctx<'_>, id: &str) -> Result<Row, DomainError> {
     if service::admin_only(ctx.actor, Op::Update) != service::Access::Allow {
         return Err(DomainError::NotFound);
     }
-    service::load(&mut *ctx.tx, &webhooks::SCHEMA, Cond::is_null("deleted_at"), id).await
+    service::load(
+        &mut *ctx.tx,
+        &webhooks::SCHEMA,
+        Cond::is_null("deleted_at"),
+        id,
+    )
+    .await
 }
 
 /// `POST /api/webhooks/{id}/test`: emits `webhook.test` and makes one attempt to this webhook
@@ -807,6 +820,9 @@ mod tests {
             secrets(&hook, Timestamp::from_millis(1_000)),
             vec!["whsec_new", "whsec_old"]
         );
-        assert_eq!(secrets(&hook, Timestamp::from_millis(2_000)), vec!["whsec_new"]);
+        assert_eq!(
+            secrets(&hook, Timestamp::from_millis(2_000)),
+            vec!["whsec_new"]
+        );
     }
 }

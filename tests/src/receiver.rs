@@ -25,7 +25,10 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map(String::as_str).unwrap_or_default()
+        self.headers
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default()
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -56,7 +59,9 @@ impl Receiver {
 
     /// Answers the `script` statuses in order, then `then`, each after `delay`.
     pub async fn scripted(script: Vec<u16>, then: u16, delay: Duration) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
         let port = listener.local_addr().expect("addr").port();
         let shared = Arc::new(Shared {
             log: Mutex::new(Vec::new()),
@@ -79,7 +84,11 @@ impl Receiver {
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.shared.log.lock().map(|l| l.clone()).unwrap_or_default()
+        self.shared
+            .log
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
     }
 
     /// Waits until `count` requests arrived (panics after `limit`).

@@ -11,8 +11,8 @@ use sea_orm::{
 };
 use sea_orm::{DbBackend, sea_query::LockBehavior, sea_query::LockType};
 use serde::{Serialize, de::DeserializeOwned};
-use tokio::sync::Notify;
 use serde_json::Value;
+use tokio::sync::Notify;
 use tollgate_domain::{
     Row,
     error::StoreError,
@@ -170,7 +170,9 @@ where
 {
     let mut select = E::find().filter(condition(&query.cond)?);
     match lock {
-        Some(true) => select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked),
+        Some(true) => {
+            select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        }
         Some(false) => select = select.lock(LockType::Update),
         None => {}
     }

@@ -48,9 +48,8 @@ impl Resolve for GuardedResolver {
         let allow_private = self.allow_private;
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if !allow_private && addrs.iter().any(|a| is_forbidden_ip(a.ip())) {
                 return Err(Box::new(Forbidden) as Box<dyn std::error::Error + Send + Sync>);
             }
@@ -112,7 +111,11 @@ impl HttpWebhookSender {
             &delivery.body,
         );
         let hex = signing::hex_signature(
-            delivery.secrets.first().map(String::as_str).unwrap_or_default(),
+            delivery
+                .secrets
+                .first()
+                .map(String::as_str)
+                .unwrap_or_default(),
             &delivery.body,
         );
         let mut response = client

@@ -73,7 +73,10 @@ mod tests {
     #[test]
     fn signs_with_every_secret_during_a_rotation() {
         let header = signature_header(
-            &[SECRET.to_owned(), "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned()],
+            &[
+                SECRET.to_owned(),
+                "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+            ],
             "evt_1",
             1,
             b"{}",

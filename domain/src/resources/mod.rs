@@ -26,10 +26,8 @@ pub const ALL: [&'static dyn ResourceRules; 7] = [
 ];
 
 /// Types written only by Tollgate itself: readable, filterable and includable like the rest.
-pub const READ_ONLY: [&'static dyn ResourceRules; 2] = [
-    &webhook_deliveries::WebhookDeliveries,
-    &events::Events,
-];
+pub const READ_ONLY: [&'static dyn ResourceRules; 2] =
+    [&webhook_deliveries::WebhookDeliveries, &events::Events];
 
 /// The rules of a JSON:API type (`"api_keys"`).
 pub fn by_type(type_name: &str) -> Option<&'static dyn ResourceRules> {

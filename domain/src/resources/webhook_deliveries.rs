@@ -44,7 +44,10 @@ pub static SCHEMA: ResourceSchema = ResourceSchema {
         FilterSpec::attr(SUCCEEDED),
         FilterSpec {
             name: "event_type",
-            kind: crate::schema::FilterKind::Attr("event_type", AttrType::Text { min: 1, max: 100 }),
+            kind: crate::schema::FilterKind::Attr(
+                "event_type",
+                AttrType::Text { min: 1, max: 100 },
+            ),
         },
         FilterSpec::attr(STATUS_CODE),
         FilterSpec::to_one("event", "event_id"),

@@ -464,7 +464,10 @@ async fn fill(world: &World, template: &str, caller_self: Option<&str>, uniq: &s
     }
     if text.contains("{event}") {
         let events = app.get("/api/events?page[size]=1").await;
-        text = text.replace("{event}", events.body["data"][0]["id"].as_str().unwrap_or_default());
+        text = text.replace(
+            "{event}",
+            events.body["data"][0]["id"].as_str().unwrap_or_default(),
+        );
     }
     if text.contains("{groupA}") {
         let group = app

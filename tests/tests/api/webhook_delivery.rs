@@ -93,11 +93,18 @@ async fn every_admin_event_arrives_signed_by_the_standard_webhooks_algorithm() {
     app.post(&format!("/api/api-keys/{key}/revoke"), Value::Null)
         .await
         .expect(200);
-    app.delete(&format!("/api/api-keys/{key}")).await.expect(204);
-    let upstream = app.create_upstream("backend", "http://127.0.0.1:9").await;
-    app.patch_attributes("upstreams", "upstreams", &upstream, json!({"description": "d"}))
+    app.delete(&format!("/api/api-keys/{key}"))
         .await
-        .expect(200);
+        .expect(204);
+    let upstream = app.create_upstream("backend", "http://127.0.0.1:9").await;
+    app.patch_attributes(
+        "upstreams",
+        "upstreams",
+        &upstream,
+        json!({"description": "d"}),
+    )
+    .await
+    .expect(200);
     let route = app
         .create(
             "routes",
@@ -110,7 +117,9 @@ async fn every_admin_event_arrives_signed_by_the_standard_webhooks_algorithm() {
     app.patch_attributes("routes", "routes", &route, json!({"priority": 5}))
         .await
         .expect(200);
-    app.delete(&format!("/api/routes/{route}")).await.expect(204);
+    app.delete(&format!("/api/routes/{route}"))
+        .await
+        .expect(204);
     app.delete(&format!("/api/upstreams/{upstream}"))
         .await
         .expect(204);
@@ -137,13 +146,17 @@ async fn every_admin_event_arrives_signed_by_the_standard_webhooks_algorithm() {
     )
     .await
     .expect(200);
-    app.delete(&format!("/api/groups/{group}")).await.expect(204);
+    app.delete(&format!("/api/groups/{group}"))
+        .await
+        .expect(204);
     app.delete(&format!("/api/users/{user}")).await.expect(204);
     let other = create_webhook(&app, "https://hooks.example.com/x", json!(["user.*"])).await;
     app.patch_attributes("webhooks", "webhooks", &other, json!({"name": "o"}))
         .await
         .expect(200);
-    app.delete(&format!("/api/webhooks/{other}")).await.expect(204);
+    app.delete(&format!("/api/webhooks/{other}"))
+        .await
+        .expect(204);
     app.delete(&format!("/api/plans/{plan}")).await.expect(204);
 
     let expected: BTreeSet<&str> = [
@@ -204,8 +217,14 @@ async fn every_admin_event_arrives_signed_by_the_standard_webhooks_algorithm() {
             .json()
     };
     let updated = find("plan.updated");
-    assert_eq!(updated["data"]["previous_attributes"]["description"], json!(""));
-    assert_eq!(updated["data"]["object"]["attributes"]["description"], json!("shiny"));
+    assert_eq!(
+        updated["data"]["previous_attributes"]["description"],
+        json!("")
+    );
+    assert_eq!(
+        updated["data"]["object"]["attributes"]["description"],
+        json!("shiny")
+    );
     assert_eq!(updated["data"]["actor_id"], json!(app.admin_id));
     let added = find("group.member_added");
     assert_eq!(added["data"]["member"]["id"], json!(user));
@@ -280,11 +299,9 @@ async fn a_failing_receiver_gets_the_same_event_until_it_answers_2xx() {
 async fn receiver_log_settles(app: &TestApp, hook: &str, count: u64) -> Value {
     for _ in 0..200 {
         let log = deliveries(app, hook, "").await;
-        let settled = log["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| !r["attributes"]["status_code"].is_null() || !r["attributes"]["error"].is_null());
+        let settled = log["data"].as_array().unwrap().iter().all(|r| {
+            !r["attributes"]["status_code"].is_null() || !r["attributes"]["error"].is_null()
+        });
         if log["meta"]["total"] == json!(count) && settled {
             return log;
         }
@@ -319,7 +336,12 @@ async fn repeated_failures_disable_the_webhook_and_say_so() {
     let failing = Receiver::scripted(Vec::new(), 503, Duration::ZERO).await;
     let watcher = Receiver::start().await;
     let hook = create_webhook(&app, &failing.url, json!(["upstream.*"])).await;
-    create_webhook(&app, &watcher.url, json!(["webhook.updated", "webhook.disabled"])).await;
+    create_webhook(
+        &app,
+        &watcher.url,
+        json!(["webhook.updated", "webhook.disabled"]),
+    )
+    .await;
     app.create_upstream("doomed", "http://127.0.0.1:9").await;
     failing.wait_for(3, WAIT).await;
     let got = watcher
@@ -334,7 +356,10 @@ async fn repeated_failures_disable_the_webhook_and_say_so() {
         .unwrap()
         .json();
     assert_eq!(disabled["data"]["object"]["id"], json!(hook));
-    assert_eq!(disabled["data"]["object"]["attributes"]["enabled"], json!(false));
+    assert_eq!(
+        disabled["data"]["object"]["attributes"]["enabled"],
+        json!(false)
+    );
     assert_eq!(
         disabled["data"]["object"]["attributes"]["disabled_reason"],
         json!("too_many_failures")
@@ -345,7 +370,10 @@ async fn repeated_failures_disable_the_webhook_and_say_so() {
         .map(Received::json)
         .find(|b| b["type"] == json!("webhook.updated") && b["data"]["object"]["id"] == json!(hook))
         .expect("webhook.updated for the disable");
-    assert_eq!(updated["data"]["previous_attributes"]["enabled"], json!(true));
+    assert_eq!(
+        updated["data"]["previous_attributes"]["enabled"],
+        json!(true)
+    );
 
     let webhook = app.get(&format!("/api/webhooks/{hook}")).await;
     assert_eq!(webhook.attr("enabled"), &json!(false));
@@ -354,7 +382,9 @@ async fn repeated_failures_disable_the_webhook_and_say_so() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(failing.received().len(), 3, "no attempt after the disable");
     let audit = app
-        .get(&format!("/api/events?filter[type]=webhook.disabled&filter[resource_id]={hook}"))
+        .get(&format!(
+            "/api/events?filter[type]=webhook.disabled&filter[resource_id]={hook}"
+        ))
         .await;
     assert_eq!(audit.body["meta"]["total"], json!(1));
     assert!(audit.body["data"][0]["relationships"]["actor"]["data"].is_null());
@@ -428,9 +458,12 @@ async fn the_test_endpoint_makes_one_synchronous_attempt_to_that_webhook_only() 
     );
 
     // Unhappy paths.
-    app.post("/api/webhooks/whk_01JD0W3X5Z7B9D1F3H5K7M9P1R/test", Value::Null)
-        .await
-        .expect_error(404, "NOT_FOUND", None);
+    app.post(
+        "/api/webhooks/whk_01JD0W3X5Z7B9D1F3H5K7M9P1R/test",
+        Value::Null,
+    )
+    .await
+    .expect_error(404, "NOT_FOUND", None);
     app.post("/api/webhooks/nonsense/test", Value::Null)
         .await
         .expect_error(404, "NOT_FOUND", None);
@@ -476,7 +509,10 @@ async fn redelivery_resends_the_same_event_with_the_same_id() {
     assert_eq!(reply.attr("duration_ms"), &Value::Null);
     assert_eq!(reply.attr("succeeded"), &json!(false));
     assert!(reply.attr("next_attempt_at").is_string());
-    assert_eq!(reply.attr("event_id"), &log["data"][0]["attributes"]["event_id"]);
+    assert_eq!(
+        reply.attr("event_id"),
+        &log["data"][0]["attributes"]["event_id"]
+    );
 
     let got = receiver.wait_for(2, Duration::from_secs(5)).await;
     assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
@@ -500,7 +536,11 @@ async fn redelivery_resends_the_same_event_with_the_same_id() {
     let first = app
         .get(&format!("/api/webhooks/{hook}/deliveries/{original}"))
         .await;
-    assert_eq!(first.attr("redelivery"), &json!(false), "original unchanged");
+    assert_eq!(
+        first.attr("redelivery"),
+        &json!(false),
+        "original unchanged"
+    );
 
     // Unknown webhook, unknown delivery, a delivery of another webhook: 404.
     let other = create_webhook(&app, &receiver.url, json!(["user.created"])).await;
@@ -531,9 +571,14 @@ async fn the_delivery_log_pages_sorts_filters_and_includes() {
     let receiver = Receiver::scripted(vec![500], 200, Duration::ZERO).await;
     let hook = create_webhook(&app, &receiver.url, json!(["upstream.*"])).await;
     let upstream = app.create_upstream("logged", "http://127.0.0.1:9").await;
-    app.patch_attributes("upstreams", "upstreams", &upstream, json!({"description": "x"}))
-        .await
-        .expect(200);
+    app.patch_attributes(
+        "upstreams",
+        "upstreams",
+        &upstream,
+        json!({"description": "x"}),
+    )
+    .await
+    .expect(200);
     receiver.wait_for(3, WAIT).await;
     let log = receiver_log_settles(&app, &hook, 3).await;
     let times: Vec<&str> = log["data"]
@@ -547,9 +592,18 @@ async fn the_delivery_log_pages_sorts_filters_and_includes() {
     assert_eq!(times, sorted, "newest first by default");
 
     let total = |v: &Value| v["meta"]["total"].clone();
-    assert_eq!(total(&deliveries(&app, &hook, "?filter[succeeded]=true").await), json!(2));
-    assert_eq!(total(&deliveries(&app, &hook, "?filter[succeeded]=false").await), json!(1));
-    assert_eq!(total(&deliveries(&app, &hook, "?filter[status_code]=500").await), json!(1));
+    assert_eq!(
+        total(&deliveries(&app, &hook, "?filter[succeeded]=true").await),
+        json!(2)
+    );
+    assert_eq!(
+        total(&deliveries(&app, &hook, "?filter[succeeded]=false").await),
+        json!(1)
+    );
+    assert_eq!(
+        total(&deliveries(&app, &hook, "?filter[status_code]=500").await),
+        json!(1)
+    );
     // Which of the two events met the 500 is a race: count from the full log.
     let updates = log["data"]
         .as_array()
@@ -563,7 +617,12 @@ async fn the_delivery_log_pages_sorts_filters_and_includes() {
         json!(updates)
     );
     let event = log["data"][0]["attributes"]["event_id"].as_str().unwrap();
-    let by_event = deliveries(&app, &hook, &format!("?filter[event]={event}&include=event")).await;
+    let by_event = deliveries(
+        &app,
+        &hook,
+        &format!("?filter[event]={event}&include=event"),
+    )
+    .await;
     assert!(by_event["meta"]["total"].as_u64().unwrap() >= 1);
     assert_eq!(by_event["included"][0]["type"], json!("events"));
     assert_eq!(by_event["included"][0]["id"], json!(event));
@@ -575,7 +634,10 @@ async fn the_delivery_log_pages_sorts_filters_and_includes() {
     let one = log["data"][0]["id"].as_str().unwrap();
     let direct = app.get(&format!("/api/webhook-deliveries/{one}")).await;
     direct.expect(200);
-    assert_eq!(direct.body["data"]["links"]["self"], json!(format!("/api/webhook-deliveries/{one}")));
+    assert_eq!(
+        direct.body["data"]["links"]["self"],
+        json!(format!("/api/webhook-deliveries/{one}"))
+    );
     let owner = app
         .get(&format!("/api/webhook-deliveries/{one}/webhook"))
         .await;
@@ -611,7 +673,9 @@ async fn the_delivery_log_pages_sorts_filters_and_includes() {
         .await;
     write.expect_error(405, "METHOD_NOT_ALLOWED", None);
     // Deleting the webhook cancels what is queued; its log stays readable by id.
-    app.delete(&format!("/api/webhooks/{hook}")).await.expect(204);
+    app.delete(&format!("/api/webhooks/{hook}"))
+        .await
+        .expect(204);
     app.get(&format!("/api/webhooks/{hook}/deliveries"))
         .await
         .expect_error(404, "NOT_FOUND", None);
@@ -625,7 +689,9 @@ async fn the_audit_log_lists_every_committed_change() {
         .await
         .expect(200);
     let events = app
-        .get(&format!("/api/events?filter[resource_id]={plan}&sort=created_at"))
+        .get(&format!(
+            "/api/events?filter[resource_id]={plan}&sort=created_at"
+        ))
         .await;
     events.expect(200);
     let data = events.body["data"].as_array().unwrap();
@@ -664,7 +730,10 @@ async fn the_audit_log_lists_every_committed_change() {
         .await
         .expect_error(400, "INVALID_FILTER", None);
     let post = app
-        .post("/api/events", json!({"data": {"type": "events", "attributes": {}}}))
+        .post(
+            "/api/events",
+            json!({"data": {"type": "events", "attributes": {}}}),
+        )
         .await;
     post.expect_error(405, "METHOD_NOT_ALLOWED", None);
     app.delete(&format!("/api/events/{id}"))

@@ -123,7 +123,10 @@ fn register(cfg: &mut web::ServiceConfig, rules: &'static dyn ResourceRules) {
                 .default_service(web::to(not_allowed("POST")))
         };
         cfg.service(post("test", web::post().to(webhooks::test)));
-        cfg.service(post("rotate-secret", web::post().to(webhooks::rotate_secret)));
+        cfg.service(post(
+            "rotate-secret",
+            web::post().to(webhooks::rotate_secret),
+        ));
         cfg.service(post(
             "deliveries/{did}/redeliver",
             web::post().to(webhooks::redeliver),

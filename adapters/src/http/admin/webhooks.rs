@@ -138,10 +138,7 @@ pub async fn get_delivery(
         state.service.now(),
     )?;
     let id = segment(&req, "id");
-    state
-        .service
-        .get(&actor, &webhooks::Webhooks, &id)
-        .await?;
+    state.service.get(&actor, &webhooks::Webhooks, &id).await?;
     let row = state
         .service
         .get(
