@@ -121,6 +121,7 @@ fn serve(database_url: &str) -> (Child, String) {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("tollgate serve did not report its ports");
 }
 

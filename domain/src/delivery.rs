@@ -326,16 +326,26 @@ async fn drop_job(service: &ResourceService, job: &Row) -> Result<(), DomainErro
     Ok(())
 }
 
+/// Where an attempt stands in its delivery.
+struct Slot {
+    attempt: i64,
+    redelivery: bool,
+    next_attempt_at: Option<i64>,
+}
+
 fn delivery_row(
     id: String,
     hook: &Row,
     event: &Row,
-    attempt: i64,
-    redelivery: bool,
+    slot: Slot,
     outcome: &AttemptOutcome,
-    next_attempt_at: Option<i64>,
     now: Timestamp,
 ) -> Row {
+    let Slot {
+        attempt,
+        redelivery,
+        next_attempt_at,
+    } = slot;
     let mut row = Row::new();
     row.insert("id".into(), json!(id));
     row.insert("webhook_id".into(), json!(text(hook, "id")));
@@ -460,10 +470,12 @@ async fn record(
                     ctx.ports.ids.new_id("dlv_"),
                     &hook,
                     &event,
-                    attempt,
-                    redelivery,
+                    Slot {
+                        attempt,
+                        redelivery,
+                        next_attempt_at: next_due,
+                    },
                     &outcome,
-                    next_due,
                     now,
                 );
                 write_delivery(ctx, in_place.as_deref(), row).await?;
@@ -542,10 +554,12 @@ async fn cancel_jobs(ctx: &mut Ctx<'_>, hook: &Row) -> Result<(), DomainError> {
             ctx.ports.ids.new_id("dlv_"),
             hook,
             &event,
-            attempt,
-            job.get("redelivery") == Some(&json!(true)),
+            Slot {
+                attempt,
+                redelivery: job.get("redelivery") == Some(&json!(true)),
+                next_attempt_at: None,
+            },
             &cancelled,
-            None,
             ctx.now,
         );
         let in_place = if attempt == 1 {
@@ -620,10 +634,12 @@ pub async fn send_test(
                     ctx.ports.ids.new_id("dlv_"),
                     &hook,
                     &event,
-                    1,
-                    false,
+                    Slot {
+                        attempt: 1,
+                        redelivery: false,
+                        next_attempt_at: None,
+                    },
                     &outcome,
-                    None,
                     ctx.now,
                 );
                 write_delivery(ctx, None, row).await
@@ -697,10 +713,12 @@ pub async fn redeliver(
                     ctx.ports.ids.new_id("dlv_"),
                     &hook,
                     &event,
-                    1,
-                    true,
+                    Slot {
+                        attempt: 1,
+                        redelivery: true,
+                        next_attempt_at: Some(now.millis()),
+                    },
                     &pending,
-                    Some(now.millis()),
                     now,
                 );
                 row.insert("duration_ms".into(), Value::Null);
