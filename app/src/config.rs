@@ -82,6 +82,14 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     /// HTTP worker threads per listener (0 = one per core).
     pub workers: usize,
+    /// Largest request body the proxy forwards (bytes).
+    pub proxy_max_body_bytes: u64,
+    /// Comma-separated IPs/CIDRs of load balancers whose `X-Forwarded-For` is trusted.
+    pub trusted_proxies: String,
+    /// Usage records older than this are deleted.
+    pub usage_retention_days: u64,
+    /// Seconds between active health checks of upstreams with a `health_check_path`.
+    pub health_check_interval_seconds: u64,
 }
 
 impl Default for Config {
@@ -114,6 +122,10 @@ impl Default for Config {
             log_level: "info".into(),
             shutdown_grace_seconds: 30,
             workers: 0,
+            proxy_max_body_bytes: 10 * 1024 * 1024,
+            trusted_proxies: String::new(),
+            usage_retention_days: 90,
+            health_check_interval_seconds: 30,
         }
     }
 }

@@ -18,6 +18,7 @@ use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use serde_json::json;
 use tollgate_adapters::{
+    gateway::{self, Gateway, GatewaySettings},
     http::{admin, proxy, request_id},
     mail::{LogMailer, NoMailer, SmtpMailer},
     persistence::{SeaStore, session_store::DbSessionStore},
@@ -167,6 +168,34 @@ pub struct Application {
     proxy: Server,
     dispatcher: DispatcherHandle,
     grace: Duration,
+    gateway: Arc<Gateway>,
+    metering: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Shared buckets in Redis when `TOLLGATE_REDIS_URL` is set, else this process's own.
+async fn limiter(config: &Config) -> anyhow::Result<gateway::limiter::Limiter> {
+    match &config.redis_url {
+        Some(url) if !url.is_empty() => gateway::limiter::Limiter::redis(url)
+            .await
+            .with_context(|| "cannot connect to Redis (TOLLGATE_REDIS_URL)"),
+        _ => Ok(gateway::limiter::Limiter::local()),
+    }
+}
+
+fn trusted_proxies(list: &str) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .with_context(|| {
+                    format!("TOLLGATE_TRUSTED_PROXIES: {entry:?} is not an IP or CIDR")
+                })
+        })
+        .collect()
 }
 
 impl Application {
@@ -184,6 +213,7 @@ impl Application {
         }
         let session_key = Key::from(session_secret.as_bytes());
         let outbox_signal = store.outbox_signal();
+        let usage_stats = store.clone();
         let (service, auth) = services(store, &config).await?;
         let dispatcher = Dispatcher {
             service: service.clone(),
@@ -196,6 +226,34 @@ impl Application {
             DbSessionStore::new(service.ports().store.clone(), service.ports().clock.clone());
         let cookie_secure = config.cookie_secure;
         bootstrap_from_env(&service, &config).await?;
+        let ports = service.ports().clone();
+        let (gateway, usage_records) = Gateway::new(
+            ports.store.clone(),
+            ports.vault.clone(),
+            ports.clock.clone(),
+            ports.ids.clone(),
+            limiter(&config).await?,
+            GatewaySettings {
+                max_body_bytes: config.proxy_max_body_bytes,
+                trusted_proxies: trusted_proxies(&config.trusted_proxies)?,
+                ..GatewaySettings::default()
+            },
+        );
+        gateway::reload::initial(&gateway)
+            .await
+            .context("cannot load the proxy configuration")?;
+        let metering = tokio::spawn(gateway::metering::run(
+            gateway.clone(),
+            usage_records,
+            config.usage_retention_days,
+        ));
+        let background = vec![
+            tokio::spawn(gateway::reload::run(gateway.clone())),
+            tokio::spawn(gateway::health::run(
+                gateway.clone(),
+                Duration::from_secs(config.health_check_interval_seconds.max(1)),
+            )),
+        ];
         let admin_listener = TcpListener::bind(&config.admin_addr)
             .with_context(|| format!("cannot bind the admin listener {}", config.admin_addr))?;
         let proxy_listener = TcpListener::bind(&config.proxy_addr)
@@ -222,6 +280,7 @@ impl Application {
                 .map(str::to_owned)
                 .collect(),
             secure: cookie_secure,
+            usage: Arc::new(usage_stats),
         });
         let admin = HttpServer::new(move || {
             let session = SessionMiddleware::builder(sessions.clone(), session_key.clone())
@@ -246,8 +305,10 @@ impl Application {
         .client_request_timeout(Duration::from_secs(30))
         .listen(admin_listener)?
         .run();
-        let proxy = HttpServer::new(|| {
+        let proxy_gateway = web::Data::new(gateway.clone());
+        let proxy = HttpServer::new(move || {
             App::new()
+                .app_data(proxy_gateway.clone())
                 .wrap(from_fn(request_id::middleware))
                 .configure(proxy::configure)
         })
@@ -263,6 +324,9 @@ impl Application {
             proxy,
             dispatcher,
             grace: Duration::from_secs(grace),
+            gateway,
+            metering,
+            background,
         })
     }
 
@@ -274,10 +338,21 @@ impl Application {
         self.proxy_port
     }
 
-    /// Serves until both listeners stop (SIGINT/SIGTERM stop them gracefully), then lets
-    /// the webhook attempts in flight finish.
+    /// Serves until both listeners stop (SIGINT/SIGTERM stop them gracefully). Then flushes
+    /// the usage records still in memory (their events included) and lets the webhook
+    /// attempts in flight finish.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let served = tokio::try_join!(self.admin, self.proxy);
+        for task in &self.background {
+            task.abort();
+        }
+        self.gateway.stop_metering();
+        if tokio::time::timeout(Duration::from_secs(10), self.metering)
+            .await
+            .is_err()
+        {
+            tracing::warn!("usage records not flushed within 10 s");
+        }
         self.dispatcher.shutdown(self.grace).await;
         served?;
         Ok(())

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod ports;
+pub mod proxy;
 pub mod query;
 pub mod resources;
 pub mod schema;

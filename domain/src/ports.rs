@@ -30,6 +30,14 @@ pub trait Session: Send {
     async fn insert(&mut self, table: &str, row: &Row) -> Result<(), StoreError>;
     /// Replaces the row with the same `id`.
     async fn update(&mut self, table: &str, row: &Row) -> Result<(), StoreError>;
+    /// Sets some columns (non-null values) of every row matching `cond`, leaving the others:
+    /// background bookkeeping (`last_used_at`, upstream health) must not overwrite admin edits.
+    async fn set_where(
+        &mut self,
+        table: &str,
+        cond: &Cond,
+        values: &Row,
+    ) -> Result<u64, StoreError>;
     /// Hard delete (join rows, expired records).
     async fn delete_where(&mut self, table: &str, cond: &Cond) -> Result<u64, StoreError>;
     /// Like [`Session::list`], but the rows stay locked until the transaction ends, so several

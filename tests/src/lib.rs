@@ -18,6 +18,8 @@ use tollgate::{
     startup::{self, Application},
 };
 
+pub mod upstream;
+
 pub const MT: &str = "application/vnd.api+json";
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
@@ -172,6 +174,20 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         admin_id: created.user_id,
         database_url,
     }
+}
+
+/// Starts one more node on an existing database (no bootstrap): (admin URL, proxy URL).
+pub async fn spawn_node(database_url: &str, adjust: impl FnOnce(&mut Config)) -> (String, String) {
+    init();
+    let mut config = test_config(database_url);
+    adjust(&mut config);
+    let app = Application::build(config).await.expect("node starts");
+    let urls = (
+        format!("http://127.0.0.1:{}", app.admin_port()),
+        format!("http://127.0.0.1:{}", app.proxy_port()),
+    );
+    tokio::spawn(app.run_until_stopped());
+    urls
 }
 
 /// A response read whole: status, headers and JSON body (`Null` when empty).

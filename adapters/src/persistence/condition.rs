@@ -11,7 +11,7 @@ fn col(name: &str) -> Expr {
     Expr::col(Alias::new(name))
 }
 
-fn value(v: &Json) -> Result<sea_orm::Value, StoreError> {
+pub(crate) fn value(v: &Json) -> Result<sea_orm::Value, StoreError> {
     Ok(match v {
         Json::String(s) => s.clone().into(),
         Json::Bool(b) => (*b).into(),

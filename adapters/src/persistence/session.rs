@@ -21,7 +21,7 @@ use tollgate_domain::{
 };
 
 use super::{
-    condition::condition,
+    condition::{condition, value as value_of},
     tables::{self, dispatch},
 };
 
@@ -231,6 +231,21 @@ where
     Ok(())
 }
 
+async fn set_where<E>(
+    db: &impl ConnectionTrait,
+    cond: &Cond,
+    values: &Row,
+) -> Result<u64, StoreError>
+where
+    E: EntityTrait,
+{
+    let mut update = E::update_many().filter(condition(cond)?);
+    for (column, value) in values {
+        update = update.col_expr(Alias::new(column.as_str()), Expr::val(value_of(value)?));
+    }
+    Ok(update.exec(db).await.map_err(store_error)?.rows_affected)
+}
+
 async fn delete_where<E>(db: &impl ConnectionTrait, cond: &Cond) -> Result<u64, StoreError>
 where
     E: EntityTrait,
@@ -279,6 +294,15 @@ impl Session for SeaSession {
 
     async fn update(&mut self, table: &str, row: &Row) -> Result<(), StoreError> {
         with_conn!(self, c => dispatch!(table, update(c, row)))
+    }
+
+    async fn set_where(
+        &mut self,
+        table: &str,
+        cond: &Cond,
+        values: &Row,
+    ) -> Result<u64, StoreError> {
+        with_conn!(self, c => dispatch!(table, set_where(c, cond, values)))
     }
 
     async fn delete_where(&mut self, table: &str, cond: &Cond) -> Result<u64, StoreError> {

@@ -113,6 +113,14 @@ table!(password_resets, "password_resets", keys: { id: String }, columns: {
     user_id: String, token_digest: String, created_at: i64, expires_at: i64, used_at: Option<i64>,
 });
 
+table!(usage_records, "usage_records", keys: { id: String }, columns: {
+    request_id: String, created_at: i64, updated_at: i64, method: String, host: String, path: String,
+    status_code: i64, error_code: Option<String>, duration_ms: i64, upstream_duration_ms: Option<i64>,
+    request_bytes: i64, response_bytes: i64, client_ip: String, user_agent: String, counted: bool,
+    overage: bool, route_id: Option<String>, api_key_id: Option<String>, user_id: Option<String>,
+    group_id: Option<String>,
+});
+
 table!(live_counts, "live_counts", keys: { id: String }, columns: {
     live: i64,
 });
@@ -142,6 +150,7 @@ macro_rules! dispatch {
             "webhook_jobs" => $f::<webhook_jobs::Entity>($($arg),*).await,
             "sessions" => $f::<sessions::Entity>($($arg),*).await,
             "settings" => $f::<settings::Entity>($($arg),*).await,
+            "usage_records" => $f::<usage_records::Entity>($($arg),*).await,
             "live_counts" => $f::<live_counts::Entity>($($arg),*).await,
             "password_resets" => $f::<password_resets::Entity>($($arg),*).await,
             other => Err(tollgate_domain::error::StoreError::Other(format!("unknown table {other}"))),

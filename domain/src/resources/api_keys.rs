@@ -310,3 +310,51 @@ pub async fn revoke(ctx: &mut Ctx<'_>, id: &str) -> Result<Row, DomainError> {
     let before = crate::service::load(ctx.tx, &SCHEMA, scope, id).await?;
     revoke_row(ctx, &before).await
 }
+
+/// Longest grace a rotated-out secret may keep (7 days).
+pub const MAX_ROTATION_GRACE_SECONDS: i64 = 604_800;
+pub const DEFAULT_ROTATION_GRACE_SECONDS: i64 = 86_400;
+
+/// `POST /api/api-keys/{id}/rotate`: a new secret for the same key; the previous secret keeps
+/// working for `grace_seconds` (0 = ends now). Rotating again ends the older secret at once.
+/// Returns the row and the new secret (shown once).
+pub async fn rotate(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    grace_seconds: i64,
+) -> Result<(Row, String), DomainError> {
+    let scope = ApiKeys
+        .visibility(ctx.actor)
+        .and(Cond::is_null("deleted_at"));
+    let before = crate::service::load(ctx.tx, &SCHEMA, scope, id).await?;
+    if !before.get("revoked_at").is_none_or(Value::is_null) {
+        return Err(DomainError::KeyRevoked);
+    }
+    let kind = before
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("live")
+        .to_owned();
+    let key = ctx.ports.secrets.api_key(&kind);
+    let mut after = before.clone();
+    after.insert("previous_key_digest".into(), before["key_digest"].clone());
+    after.insert(
+        "previous_key_expires_at".into(),
+        json!(ctx.now.plus_seconds(grace_seconds).millis()),
+    );
+    after.insert("key_digest".into(), json!(ctx.ports.secrets.digest(&key)));
+    after.insert(
+        "prefix".into(),
+        json!(key.chars().take(16).collect::<String>()),
+    );
+    after.insert("rotated_at".into(), json!(ctx.now.millis()));
+    after.insert("updated_at".into(), json!(ctx.now.millis()));
+    ctx.tx.update("api_keys", &after).await?;
+    let previous = crate::service::changed_attributes(&SCHEMA, &before, &after);
+    let mut shown = after.clone();
+    ApiKeys.decorate(&mut shown, ctx.now);
+    let mut data = json!({"object": SCHEMA.public_object(&shown), "previous_attributes": previous});
+    data["actor_id"] = json!(ctx.actor.user_id);
+    ctx.emit("api_key.rotated", &SCHEMA, id, data);
+    Ok((after, key))
+}

@@ -8,6 +8,7 @@ pub mod groups;
 pub mod plans;
 pub mod routes;
 pub mod upstreams;
+pub mod usage_records;
 pub mod users;
 pub mod webhook_deliveries;
 pub mod webhooks;
@@ -26,8 +27,11 @@ pub const ALL: [&'static dyn ResourceRules; 7] = [
 ];
 
 /// Types written only by Tollgate itself: readable, filterable and includable like the rest.
-pub const READ_ONLY: [&'static dyn ResourceRules; 2] =
-    [&webhook_deliveries::WebhookDeliveries, &events::Events];
+pub const READ_ONLY: [&'static dyn ResourceRules; 3] = [
+    &usage_records::UsageRecords,
+    &webhook_deliveries::WebhookDeliveries,
+    &events::Events,
+];
 
 /// The rules of a JSON:API type (`"api_keys"`).
 pub fn by_type(type_name: &str) -> Option<&'static dyn ResourceRules> {

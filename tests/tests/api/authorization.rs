@@ -138,6 +138,25 @@ fn table() -> Vec<Row> {
             e(401, 200, 404, 200, 200),
         ),
         row(
+            M::POST,
+            "/api/api-keys/{keyA}/rotate",
+            None,
+            e(401, 200, 404, 200, 200),
+        ),
+        row(M::GET, "/api/usage", None, e(401, 200, 200, 200, 200)),
+        row(
+            M::GET,
+            "/api/usage/use_01JD0R8D2S4F6H8K0M2P4R6T8V",
+            None,
+            e(401, 404, 404, 404, 404),
+        ),
+        row(
+            M::GET,
+            "/api/usage/summary?group_by=key",
+            None,
+            e(401, 200, 200, 200, 200),
+        ),
+        row(
             M::DELETE,
             "/api/api-keys/{keyA}",
             None,
@@ -559,6 +578,17 @@ fn every_resource_has_its_rows() {
                 "no authorization row for {method} {base}{}",
                 if one { "/{id}" } else { "" }
             );
+        }
+    }
+    for rules in resources::READ_ONLY {
+        let base = format!("/api/{}", rules.schema().path);
+        for one in [false, true] {
+            let found = rows.iter().any(|r| {
+                r.method == Method::GET
+                    && r.path.starts_with(&base)
+                    && r.path[base.len()..].matches('/').count() == usize::from(one)
+            });
+            assert!(found, "no authorization row for GET {base} (one: {one})");
         }
     }
 }

@@ -6,6 +6,7 @@ mod authorization;
 mod groups;
 mod jsonapi;
 mod plans;
+mod proxy;
 mod routes;
 mod upstreams;
 mod users;

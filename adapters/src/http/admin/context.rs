@@ -27,6 +27,8 @@ pub struct AdminState {
     pub allowed_origins: Vec<String>,
     /// Whether the admin origin is `https` (cookies marked `Secure`).
     pub secure: bool,
+    /// Aggregates of the request log.
+    pub usage: std::sync::Arc<dyn tollgate_domain::proxy::usage::UsageStats>,
 }
 
 /// The live session named by the request's cookie, as the session store loaded it.

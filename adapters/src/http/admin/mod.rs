@@ -5,6 +5,7 @@ mod auth;
 mod context;
 mod relationships;
 mod resources;
+mod usage;
 mod webhooks;
 
 use actix_web::{HttpResponse, web};
@@ -77,6 +78,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(auth::update_me))
             .default_service(web::to(not_allowed("GET, PATCH"))),
     );
+    cfg.service(
+        web::resource("/api/usage/summary")
+            .route(web::get().to(usage::summary))
+            .default_service(web::to(not_allowed("GET"))),
+    );
     for rules in domain_resources::ALL {
         register(cfg, rules);
     }
@@ -86,11 +92,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.default_service(web::to(not_found));
 }
 
-/// Types only Tollgate writes: GET of the resource, its relationships and related
-/// resources; the audit log is also a collection (deliveries are listed per webhook).
+/// Types only Tollgate writes: GET of the collection, one resource, its relationships and
+/// related resources. Deliveries have no collection of their own: they are listed per webhook.
 fn register_read_only(cfg: &mut web::ServiceConfig, rules: &'static dyn ResourceRules) {
     let path = rules.schema().path;
-    if path == "events" {
+    if path != "webhook-deliveries" {
         cfg.service(
             web::resource(format!("/api/{path}"))
                 .route(web::get().to(move |req, state| resources::list(rules, req, state)))
@@ -141,6 +147,11 @@ fn register(cfg: &mut web::ServiceConfig, rules: &'static dyn ResourceRules) {
         cfg.service(
             web::resource(format!("/api/{path}/{{id}}/revoke"))
                 .route(web::post().to(actions::revoke_api_key))
+                .default_service(web::to(not_allowed("POST"))),
+        );
+        cfg.service(
+            web::resource(format!("/api/{path}/{{id}}/rotate"))
+                .route(web::post().to(usage::rotate_api_key))
                 .default_service(web::to(not_allowed("POST"))),
         );
     }
