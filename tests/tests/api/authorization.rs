@@ -302,6 +302,8 @@ fn table() -> Vec<Row> {
             None,
             e(401, 404, 404, 202, 202),
         ),
+        // Deliveries are listed per webhook: there is no collection of them all.
+        row(M::GET, "/api/webhook-deliveries", None, [404; 8]),
         row(
             M::GET,
             "/api/webhook-deliveries/{delivery}",
