@@ -24,6 +24,9 @@ pub const DEFAULT_SCHEDULE_MS: [u64; 6] = [0, 60_000, 300_000, 1_800_000, 7_200_
 /// How long the previous secret keeps signing after a rotation.
 pub const ROTATION_GRACE_MS: i64 = 24 * 3600 * 1000;
 
+/// How long the delivery log keeps an attempt (webhooks.md §6).
+pub const LOG_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
+
 /// Stored bytes of a receiver's answer.
 pub const RESPONSE_SNIPPET_BYTES: usize = 1024;
 
@@ -279,10 +282,18 @@ pub async fn claim_due(service: &ResourceService, limit: usize) -> Result<Vec<Ro
     Ok(jobs)
 }
 
-/// Due jobs right now (the `webhook_queue_depth` gauge, tests).
-pub async fn queue_depth(service: &ResourceService) -> Result<u64, DomainError> {
-    let mut session = service.ports().store.read().await?;
-    Ok(session.count("webhook_jobs", &Cond::True).await?)
+/// Drops delivery-log rows older than [`LOG_RETENTION_MS`]; returns how many.
+pub async fn purge_log(service: &ResourceService) -> Result<u64, DomainError> {
+    let cutoff = service.now().millis() - LOG_RETENTION_MS;
+    let mut tx = service.ports().store.begin().await?;
+    let gone = tx
+        .delete_where(
+            "webhook_deliveries",
+            &Cond::cmp("created_at", CmpOp::Lt, cutoff),
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(gone)
 }
 
 /// Makes one attempt of a leased job and records it.

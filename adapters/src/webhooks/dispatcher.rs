@@ -2,13 +2,19 @@
 //! commit signal (sub-millisecond in one process) and polls as a fallback (other nodes'
 //! commits, retries coming due, leases of a crashed dispatcher running out).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::{
     sync::{Notify, Semaphore, watch},
     task::{JoinHandle, JoinSet},
 };
 use tollgate_domain::{delivery, service::ResourceService};
+
+/// How often delivery-log rows past their retention are removed.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 pub struct Dispatcher {
     pub service: ResourceService,
@@ -52,8 +58,15 @@ impl Dispatcher {
     async fn run(self, mut stopped: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let mut tasks = JoinSet::new();
+        let mut purged_at: Option<Instant> = None;
         while !*stopped.borrow() {
             while tasks.try_join_next().is_some() {}
+            if purged_at.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+                purged_at = Some(Instant::now());
+                if let Err(error) = delivery::purge_log(&self.service).await {
+                    tracing::warn!(%error, "purging the webhook delivery log failed");
+                }
+            }
             let free = permits.available_permits();
             let mut jobs = delivery::fan_out(&self.service, free)
                 .await
