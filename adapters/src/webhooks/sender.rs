@@ -117,7 +117,8 @@ impl HttpWebhookSender {
                 .map(String::as_str)
                 .unwrap_or_default(),
             &delivery.body,
-        );
+        )
+        .unwrap_or_default();
         let mut response = client
             .post(url)
             .header("content-type", "application/json")
