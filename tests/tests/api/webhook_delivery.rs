@@ -350,6 +350,7 @@ async fn repeated_failures_disable_the_webhook_and_say_so() {
                 .any(|x| x.header("x-webhook-event") == "webhook.disabled")
         })
         .await;
+    assert!(got.iter().all(|r| verifies(SECRET, r) && hex_verifies(SECRET, r)));
     let disabled = got
         .iter()
         .find(|r| r.header("x-webhook-event") == "webhook.disabled")
