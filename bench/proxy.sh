@@ -7,7 +7,7 @@
 #
 # Knobs (environment): BENCH_ONLY (all | nginx), BENCH_KEYS (1000, 100 per user),
 # BENCH_DURATION (seconds at BENCH_CONNECTIONS, 15), BENCH_DURATION_C1 (seconds at one
-# connection, 10), BENCH_WARMUP (3), BENCH_THREADS (2), BENCH_CONNECTIONS (64),
+# connection, 10), BENCH_ROUNDS (1; the summary shows the median), BENCH_WARMUP (3), BENCH_THREADS (2), BENCH_CONNECTIONS (64),
 # BENCH_GATEWAY_WORKERS (2: nginx worker processes = TOLLGATE_WORKERS),
 # BENCH_UPSTREAM_WORKERS (1), BENCH_NGINX_ACCESS_LOG (1), BENCH_TOLLGATE_BIN (a built binary to
 # run instead of building target/release/tollgate). Raw outputs go to bench/out/proxy-<stamp>/.
@@ -21,6 +21,7 @@ ONLY=${BENCH_ONLY:-all}
 KEYS=${BENCH_KEYS:-1000}
 DURATION=${BENCH_DURATION:-15}
 DURATION_C1=${BENCH_DURATION_C1:-10}
+ROUNDS=${BENCH_ROUNDS:-1}
 WARMUP=${BENCH_WARMUP:-3}
 THREADS=${BENCH_THREADS:-2}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
@@ -42,7 +43,7 @@ say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'proxy: %s\n' "$*" >&2; exit 1; }
 
 case "$ONLY" in all | nginx) ;; *) die "BENCH_ONLY must be all or nginx (got: $ONLY)" ;; esac
-for n in "$KEYS" "$DURATION" "$DURATION_C1" "$WARMUP" "$THREADS" "$CONNECTIONS" \
+for n in "$KEYS" "$DURATION" "$DURATION_C1" "$ROUNDS" "$WARMUP" "$THREADS" "$CONNECTIONS" \
     "$GATEWAY_WORKERS" "$UPSTREAM_WORKERS"; do
     case "$n" in '' | *[!0-9]* | 0) die "the BENCH_* counts must be positive integers (got: $n)" ;; esac
 done
@@ -123,10 +124,14 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 USED_PORTS=""
+# Ports below the ephemeral range, so that no outgoing connection (curl, wrk, the gateways'
+# upstream pools) can take one between the choice and the bind.
+EPHEMERAL_LOW=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$EPHEMERAL_LOW" -gt 12000 ] || die "the ephemeral port range starts at $EPHEMERAL_LOW; no room below it"
 free_port() { # a port nothing listens on and not handed out before (callers add it to USED_PORTS)
     local port
     while :; do
-        port=$((20000 + RANDOM % 40000))
+        port=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
         case " $USED_PORTS " in *" $port "*) continue ;; esac
         if ! ss -Hltn "sport = :$port" | grep -q .; then
             echo "$port"
@@ -373,10 +378,28 @@ field() { # file, name → value of name= in the RESULT line
     awk -v k="$2" '/^RESULT / { for (i = 2; i <= NF; i++) { split($i, a, "="); if (a[1] == k) print a[2] } }' "$1"
 }
 
+wait_idle() { # target, next run: wait (at most 60 s) until the target's processes use < 5 % of a
+    # core, e.g. until Tollgate's usage writer has caught up with the previous run, so that it
+    # does not take CPU from the next measurement
+    local pids t0 t1 waited=0
+    pids=$(pids_of "$1")
+    [ -n "$pids" ] || return 0
+    while [ "$waited" -lt 60 ]; do
+        t0=$(cpu_ticks $pids); sleep 1; t1=$(cpu_ticks $pids)
+        if [ $(( (t1 - t0) * 100 )) -lt $(( CLK_TCK * 5 )) ]; then break; fi
+        waited=$((waited + 1))
+    done
+    printf '%s %s %s\n' "$1" "$2" "$waited" >>"$OUT/idle-waits.txt"
+    if [ "$waited" -ge 60 ]; then say "warning: $1 still busy 60 s after the previous run"; fi
+}
+
 run_wrk() { # target, label, threads, connections, seconds
     local target=$1 label=$2 threads=$3 conns=$4 seconds=$5 file="$OUT/wrk-$1-$2.txt"
-    local gw_pids up_pids gw0 up0 gw1 up1 requests bad
+    local gw_pids up_pids gw0 up0 gw1 up1 requests bad other
     gw_pids=$(pids_of "$target"); up_pids=$(pids_of upstream)
+    if [ "$label" != warmup ]; then # nothing left over from the previous run, whichever target
+        for other in "${TARGETS[@]}"; do wait_idle "$other" "$target-$label"; done
+    fi
     say "wrk $target $label: -t$threads -c$conns -d${seconds}s"
     if [ "$target" = tollgate ]; then thread_ticks "$TOLLGATE_PID" >"$TMP/threads-before"; fi
     gw0=$(cpu_ticks $gw_pids); up0=$(cpu_ticks $up_pids)
@@ -405,8 +428,18 @@ run_wrk() { # target, label, threads, connections, seconds
 
 for target in "${TARGETS[@]}"; do
     run_wrk "$target" warmup "$THREADS" "$CONNECTIONS" "$WARMUP"
-    run_wrk "$target" "c$CONNECTIONS" "$THREADS" "$CONNECTIONS" "$DURATION"
-    run_wrk "$target" c1 1 1 "$DURATION_C1"
+done
+# Rounds: each measures every target once per connection count; the order of the targets
+# rotates from round to round, so a burst of other work on the machine does not always hit the
+# same target. The summary shows the median of the rounds.
+for round in $(seq 1 "$ROUNDS"); do
+    order=("${TARGETS[@]:$(( (round - 1) % ${#TARGETS[@]} ))}" "${TARGETS[@]:0:$(( (round - 1) % ${#TARGETS[@]} ))}")
+    for target in "${order[@]}"; do
+        run_wrk "$target" "c$CONNECTIONS-r$round" "$THREADS" "$CONNECTIONS" "$DURATION"
+    done
+    for target in "${order[@]}"; do
+        run_wrk "$target" "c1-r$round" 1 1 "$DURATION_C1"
+    done
 done
 
 # The rotation really spread the load: nginx's access log names the key of every request.
@@ -434,12 +467,19 @@ fi
 # ---------------------------------------------------------------------------------------------
 # 7. The summary.
 # ---------------------------------------------------------------------------------------------
-res() { field "$OUT/wrk-$1-$2.txt" "$3"; }
-cpu_per_request() { # target, label, gateway|upstream → µs of CPU per request
-    awk -v which="$3" -v n="$(res "$1" "$2" requests)" '/^CPU / {
-        for (i = 2; i <= NF; i++) { split($i, a, "="); v[a[1]] = a[2] }
-        t = (which == "gateway") ? v["gateway_ticks"] : v["upstream_ticks"]
-        printf "%.1f", t / v["clk_tck"] * 1e6 / n }' "$OUT/wrk-$1-$2.txt"
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
+res() { # target, label (c64, c1), field → median over the rounds
+    local round
+    for round in $(seq 1 "$ROUNDS"); do field "$OUT/wrk-$1-$2-r$round.txt" "$3"; done | median
+}
+cpu_per_request() { # target, label, gateway|upstream → µs of CPU per request, median over the rounds
+    local round
+    for round in $(seq 1 "$ROUNDS"); do
+        awk -v which="$3" -v n="$(field "$OUT/wrk-$1-$2-r$round.txt" requests)" '/^CPU / {
+            for (i = 2; i <= NF; i++) { split($i, a, "="); v[a[1]] = a[2] }
+            t = (which == "gateway") ? v["gateway_ticks"] : v["upstream_ticks"]
+            printf "%.1f\n", t / v["clk_tck"] * 1e6 / n }' "$OUT/wrk-$1-$2-r$round.txt"
+    done | median
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2fx", a / b; else print "-" }'; }
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
@@ -449,7 +489,7 @@ row() { printf '%-9s %6s %10s %9s %9s %8s %8s %11s %11s\n' "$@"; }
 CL=c$CONNECTIONS
 {
     echo
-    echo "Tollgate proxy benchmark — $KEYS keys; ${DURATION}s at $CONNECTIONS connections (wrk -t$THREADS), ${DURATION_C1}s at 1"
+    echo "Tollgate proxy benchmark — $KEYS keys; ${DURATION}s at $CONNECTIONS connections (wrk -t$THREADS), ${DURATION_C1}s at 1$([ "$ROUNDS" = 1 ] || echo "; median of $ROUNDS rounds")"
     echo "$(date -u '+%Y-%m-%d %H:%M:%SZ')  $(nproc) cores  load average: $LOAD_AT_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
     echo "$BUILT_FROM"
     echo "gateways: $GATEWAY_WORKERS workers each (nginx worker_processes, TOLLGATE_WORKERS); upstream: nginx, $UPSTREAM_WORKERS worker"
@@ -496,12 +536,16 @@ CL=c$CONNECTIONS
         echo "verdict: $verdict"
         if [ -s "$OUT/tollgate-usage-summary.json" ]; then
             sent=0
-            for label in warmup "$CL" c1; do sent=$((sent + $(res tollgate "$label" requests))); done
+            for file in "$OUT"/wrk-tollgate-*.txt; do sent=$((sent + $(field "$file" requests))); done
             echo "Tollgate metered $(jq -r '.meta.totals.requests // "?"' "$OUT/tollgate-usage-summary.json") requests; wrk completed $sent (plus the checks and requests in flight at the end of each run)"
         fi
-        if [ -s "$OUT/tollgate-threads-$CL.txt" ]; then
-            echo "Tollgate CPU µs/request by thread at $CONNECTIONS connections (top 5):"
-            sed -n '2,6p' "$OUT/tollgate-threads-$CL.txt" | sed 's/^/  /'
+        busy=$(awk '$1 == "tollgate" && $3 > max { max = $3 } END { print max + 0 }' "$OUT/idle-waits.txt")
+        if [ "$busy" -gt 0 ]; then
+            echo "Tollgate kept working up to $busy s after a run (the next run waited for it to go idle)"
+        fi
+        if [ -s "$OUT/tollgate-threads-$CL-r1.txt" ]; then
+            echo "Tollgate CPU µs/request by thread at $CONNECTIONS connections, round 1 (top 5):"
+            sed -n '2,6p' "$OUT/tollgate-threads-$CL-r1.txt" | sed 's/^/  /'
         fi
         # Start-up notices about generated secrets are expected; anything else is worth a look.
         warnings=$(grep -E '\b(WARN|ERROR)\b' "$OUT/tollgate.log" | grep -vc 'not configured: generated' || true)

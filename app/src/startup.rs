@@ -229,6 +229,7 @@ impl Application {
         let ports = service.ports().clone();
         let (gateway, usage_records) = Gateway::new(
             ports.store.clone(),
+            Arc::new(usage_stats.clone()),
             ports.vault.clone(),
             ports.clock.clone(),
             ports.ids.clone(),

@@ -41,9 +41,20 @@ redis.call('PEXPIRE', KEYS[1], 120000)
 return {allowed, tostring(tokens)}
 "#;
 
+/// `KEYS[1]` the counter; `ARGV` the count already in the database (used when the counter
+/// does not exist yet), its time to live (ms), and the increment (1 or -1). Returns the count
+/// before the increment.
+const QUOTA_COUNTER: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return redis.call('INCRBY', KEYS[1], ARGV[3]) - tonumber(ARGV[3])
+"#;
+
 pub struct Limiter {
     local: DashMap<BucketKey, Bucket>,
     redis: Option<(ConnectionManager, Script)>,
+    quota_script: Script,
     /// When the last Redis failure was logged (ms), so an outage logs once a minute.
     last_warning: AtomicI64,
 }
@@ -63,6 +74,7 @@ impl Limiter {
         Self {
             local: DashMap::new(),
             redis: None,
+            quota_script: Script::new(QUOTA_COUNTER),
             last_warning: AtomicI64::new(0),
         }
     }
@@ -122,6 +134,40 @@ impl Limiter {
             .await?;
         let tokens = tokens.parse::<f64>().unwrap_or(0.0);
         Ok(RateDecision::after(limit, tokens, allowed == 1))
+    }
+
+    /// With Redis, counts one request against a subject's shared monthly counter (seeded from
+    /// the database count `seed`) and returns the count before it; `None` without Redis (or
+    /// when Redis fails), so the caller counts in this process.
+    pub async fn count_quota(
+        &self,
+        subject: &str,
+        period_start: Timestamp,
+        ttl_ms: i64,
+        seed: u64,
+        delta: i64,
+        now: Timestamp,
+    ) -> Option<u64> {
+        let (manager, _) = self.redis.as_ref()?;
+        let mut connection = manager.clone();
+        let result: Result<i64, _> = self
+            .quota_script
+            .key(format!(
+                "tollgate:quota:{subject}:{}",
+                period_start.millis()
+            ))
+            .arg(seed)
+            .arg(ttl_ms.max(1))
+            .arg(delta)
+            .invoke_async(&mut connection)
+            .await;
+        match result {
+            Ok(before) => Some(before.max(0) as u64),
+            Err(error) => {
+                self.warn(&error, now);
+                None
+            }
+        }
     }
 
     fn warn(&self, error: &redis::RedisError, now: Timestamp) {

@@ -8,44 +8,38 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tollgate_domain::{
     Row, Timestamp,
-    proxy::usage::{UsageRecord, prune, write_batch},
+    proxy::usage::{UsageRecord, prune},
     query::{CmpOp, Cond},
 };
 
 use super::Gateway;
 
-const BATCH: usize = 500;
-const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often the writer drains the channel. Waking per record would cost more CPU than the
+/// write itself at proxy rates; a timer tick drains everything that arrived since.
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
 const LAST_USED_EVERY_MS: i64 = 60_000;
 
-/// Runs until every sender is gone, then writes what is left.
+/// Runs until told to stop (or every sender is gone), then writes what is left.
 pub async fn run(
     gateway: Arc<Gateway>,
     mut records: mpsc::Receiver<UsageRecord>,
     retention_days: u64,
 ) {
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = Vec::new();
     let mut last_used: HashMap<String, i64> = HashMap::new();
     let mut last_prune = 0_i64;
+    let mut ticker = tokio::time::interval(FLUSH_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let deadline = tokio::time::sleep(FLUSH_EVERY);
-        tokio::pin!(deadline);
+        let stopping = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = gateway.stop.notified() => true,
+        };
         let open = loop {
-            tokio::select! {
-                received = records.recv() => match received {
-                    Some(record) => {
-                        batch.push(record);
-                        if batch.len() >= BATCH { break true; }
-                    }
-                    None => break false,
-                },
-                _ = gateway.stop.notified() => {
-                    while let Ok(record) = records.try_recv() {
-                        batch.push(record);
-                    }
-                    break false;
-                }
-                _ = &mut deadline => break true,
+            match records.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(mpsc::error::TryRecvError::Empty) => break true,
+                Err(mpsc::error::TryRecvError::Disconnected) => break false,
             }
         };
         if !batch.is_empty() {
@@ -60,7 +54,7 @@ pub async fn run(
                 tracing::warn!(error = %e, "cannot prune usage records");
             }
         }
-        if !open {
+        if stopping || !open {
             return;
         }
     }
@@ -74,7 +68,7 @@ async fn flush(
     // One retry: a busy database gets a second chance before the batch is dropped.
     let mut written = false;
     for attempt in 0..2 {
-        match write_batch(gateway.store.as_ref(), batch).await {
+        match gateway.usage_log.append(batch).await {
             Ok(()) => {
                 written = true;
                 break;

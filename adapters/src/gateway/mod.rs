@@ -26,7 +26,7 @@ use tollgate_domain::{
         config::ProxyConfig,
         limits::{QuotaDecision, QuotaPeriod, RateDecision, quota_decision},
         policy::{Caller, Refusal},
-        usage::{QuotaMilestone, UsageRecord, counted_since, record_milestone},
+        usage::{QuotaMilestone, UsageLog, UsageRecord, counted_since, record_milestone},
     },
 };
 
@@ -85,6 +85,7 @@ pub struct Gateway {
     pub(crate) changed: Notify,
     pub(crate) stop: Notify,
     pub store: Arc<dyn Store>,
+    pub usage_log: Arc<dyn UsageLog>,
     pub vault: Arc<dyn Vault>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGenerator>,
@@ -95,6 +96,7 @@ impl Gateway {
     /// The gateway and the receiving end of its metering channel (for [`metering::run`]).
     pub fn new(
         store: Arc<dyn Store>,
+        usage_log: Arc<dyn UsageLog>,
         vault: Arc<dyn Vault>,
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGenerator>,
@@ -111,6 +113,7 @@ impl Gateway {
             changed: Notify::new(),
             stop: Notify::new(),
             store,
+            usage_log,
             vault,
             clock,
             ids,
@@ -180,7 +183,18 @@ impl Gateway {
                 Ok::<(), Refusal>(())
             })
             .await?;
-        let before = counter.used.fetch_add(1, Ordering::SeqCst);
+        // Shared across nodes in Redis when configured, else this process's count.
+        let ttl_ms = period.next.millis() - now.millis() + 86_400_000;
+        let seed = counter.used.load(Ordering::SeqCst);
+        let subject = &caller.quota_subject;
+        let shared = self
+            .limiter
+            .count_quota(subject, period.start, ttl_ms, seed, 1, now)
+            .await;
+        let before = match shared {
+            Some(before) => before,
+            None => counter.used.fetch_add(1, Ordering::SeqCst),
+        };
         let limit = limit as u64;
         let decision = quota_decision(limit as i64, before, caller.plan.overage_price);
         let milestone = |event_type| QuotaMilestone {
@@ -204,7 +218,13 @@ impl Gateway {
         }
         match decision {
             QuotaDecision::Exceeded => {
-                counter.used.fetch_sub(1, Ordering::SeqCst);
+                if shared.is_some() {
+                    self.limiter
+                        .count_quota(subject, period.start, ttl_ms, seed, -1, now)
+                        .await;
+                } else {
+                    counter.used.fetch_sub(1, Ordering::SeqCst);
+                }
                 Err(Refusal::QuotaExceeded {
                     retry_after: period.seconds_left(now).max(1),
                 })

@@ -4,7 +4,7 @@ mod condition;
 mod session;
 pub mod session_store;
 pub(crate) mod tables;
-mod usage_stats;
+mod usage_log;
 
 use std::{sync::Arc, time::Duration};
 

@@ -65,15 +65,6 @@ impl UsageRecord {
     }
 }
 
-/// Writes a batch in one transaction (one fsync on SQLite, one commit on PostgreSQL).
-pub async fn write_batch(store: &dyn Store, records: &[UsageRecord]) -> Result<(), StoreError> {
-    let mut tx = store.begin().await?;
-    for record in records {
-        tx.insert("usage_records", &record.to_row()).await?;
-    }
-    tx.commit().await
-}
-
 /// Requests already counted against `subject` (a user, or a group for group keys) since `from`.
 pub async fn counted_since(
     store: &dyn Store,
@@ -125,9 +116,13 @@ pub struct UsageGroup {
     pub totals: UsageTotals,
 }
 
-/// Aggregation in the database: a summary must not read every record into memory.
+/// The request log's storage. Appends come in batches off the request path; a summary is
+/// aggregated in the database, never by reading every record into memory.
 #[async_trait::async_trait]
-pub trait UsageStats: Send + Sync + 'static {
+pub trait UsageLog: Send + Sync + 'static {
+    /// Appends a batch atomically (one transaction, multi-row inserts).
+    async fn append(&self, records: &[UsageRecord]) -> Result<(), StoreError>;
+
     /// Totals over `cond`, and with `group_by` (a column) the 100 largest groups by requests.
     async fn summarize(
         &self,

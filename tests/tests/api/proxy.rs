@@ -1228,4 +1228,53 @@ async fn nodes_sharing_redis_share_one_bucket_per_key() {
         (12, 24),
         "two nodes, one bucket: {statuses:?}"
     );
+
+    // The monthly quota is one counter across the nodes too.
+    let plan = app
+        .create(
+            "plans",
+            "plans",
+            json!({"name": "Quota", "rate_limit_per_minute": 0, "requests_per_month": 7}),
+            Value::Null,
+        )
+        .await
+        .id();
+    let user = user_on(&app, "quota@example.com", &plan).await;
+    let (key, _) = create_key(&app, &user, Value::Null).await;
+    // One warm-up request per node proves the key has reached it (and counts: 2 of 7).
+    for proxy in [app.proxy.clone(), second_proxy.clone()] {
+        let client = app.client.clone();
+        let key = key.clone();
+        within_a_second(|| {
+            let (client, proxy, key) = (client.clone(), proxy.clone(), key.clone());
+            async move {
+                let r = client
+                    .get(format!("{proxy}/x"))
+                    .header("X-API-Key", key)
+                    .send()
+                    .await
+                    .unwrap();
+                r.status() == StatusCode::OK
+            }
+        })
+        .await;
+    }
+    let requests = (0..20).map(|i| {
+        let proxy = if i % 2 == 0 {
+            &app.proxy
+        } else {
+            &second_proxy
+        };
+        app.client
+            .get(format!("{proxy}/x"))
+            .header("X-API-Key", &key)
+            .send()
+    });
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status())
+        .collect();
+    let allowed = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(allowed, 5, "two nodes, one quota: {statuses:?}");
 }

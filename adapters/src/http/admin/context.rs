@@ -28,7 +28,7 @@ pub struct AdminState {
     /// Whether the admin origin is `https` (cookies marked `Secure`).
     pub secure: bool,
     /// Aggregates of the request log.
-    pub usage: std::sync::Arc<dyn tollgate_domain::proxy::usage::UsageStats>,
+    pub usage: std::sync::Arc<dyn tollgate_domain::proxy::usage::UsageLog>,
 }
 
 /// The live session named by the request's cookie, as the session store loaded it.

@@ -1,16 +1,74 @@
-//! [`UsageStats`] in SQL: one aggregate query (grouped when asked), the same text on SQLite and
-//! PostgreSQL. Sums are cast to BIGINT because PostgreSQL widens `SUM(bigint)` to numeric.
+//! [`UsageLog`] in SQL. Appends are multi-row `INSERT`s built straight from the records (no
+//! per-row model conversion: this runs for every proxied request). The summary is one
+//! aggregate query (grouped when asked), the same text on SQLite and PostgreSQL; sums are cast
+//! to BIGINT because PostgreSQL widens `SUM(bigint)` to numeric.
 
 use async_trait::async_trait;
 use sea_orm::{
-    ConnectionTrait, QueryResult,
+    ConnectionTrait, QueryResult, TransactionTrait,
     sea_query::{Alias, Expr, Order, Query},
 };
 use tollgate_domain::{
     error::StoreError,
-    proxy::usage::{UsageGroup, UsageStats, UsageTotals},
+    proxy::usage::{UsageGroup, UsageLog, UsageRecord, UsageTotals},
     query::Cond,
 };
+
+/// Rows per `INSERT` (21 columns: well under SQLite's 32,766 bound parameters).
+const ROWS_PER_INSERT: usize = 500;
+
+const COLUMNS: [&str; 21] = [
+    "id",
+    "request_id",
+    "created_at",
+    "updated_at",
+    "method",
+    "host",
+    "path",
+    "status_code",
+    "error_code",
+    "duration_ms",
+    "upstream_duration_ms",
+    "request_bytes",
+    "response_bytes",
+    "client_ip",
+    "user_agent",
+    "counted",
+    "overage",
+    "route_id",
+    "api_key_id",
+    "user_id",
+    "group_id",
+];
+
+fn values(r: &UsageRecord) -> [Expr; 21] {
+    let int = |v: u64| Expr::val(v.min(i64::MAX as u64) as i64);
+    let text = |v: &str| Expr::val(v.to_owned());
+    let opt = |v: &Option<String>| Expr::val(v.clone());
+    [
+        text(&r.id),
+        text(&r.request_id),
+        Expr::val(r.created_at),
+        Expr::val(r.created_at),
+        text(&r.method),
+        text(&r.host),
+        text(&r.path),
+        int(u64::from(r.status_code)),
+        Expr::val(r.error_code.map(str::to_owned)),
+        int(r.duration_ms),
+        Expr::val(r.upstream_duration_ms.map(|v| v as i64)),
+        int(r.request_bytes),
+        int(r.response_bytes),
+        text(&r.client_ip),
+        text(&r.user_agent),
+        Expr::val(r.counted),
+        Expr::val(r.overage),
+        opt(&r.route_id),
+        opt(&r.api_key_id),
+        opt(&r.user_id),
+        opt(&r.group_id),
+    ]
+}
 
 use super::{SeaStore, condition::condition, session::store_error};
 
@@ -56,7 +114,28 @@ fn totals(row: &QueryResult) -> Result<UsageTotals, StoreError> {
 }
 
 #[async_trait]
-impl UsageStats for SeaStore {
+impl UsageLog for SeaStore {
+    async fn append(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        let db = self.connection();
+        let backend = db.get_database_backend();
+        let tx = db.begin().await.map_err(store_error)?;
+        for chunk in records.chunks(ROWS_PER_INSERT) {
+            let mut insert = Query::insert();
+            insert
+                .into_table(Alias::new("usage_records"))
+                .columns(COLUMNS.map(Alias::new));
+            for record in chunk {
+                insert
+                    .values(values(record))
+                    .map_err(|e| StoreError::Other(e.to_string()))?;
+            }
+            tx.execute_raw(backend.build(&insert))
+                .await
+                .map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)
+    }
+
     async fn summarize(
         &self,
         cond: &Cond,
