@@ -90,6 +90,9 @@ async fn every_admin_event_arrives_signed_by_the_standard_webhooks_algorithm() {
     app.patch_attributes("api-keys", "api_keys", &key, json!({"name": "k2"}))
         .await
         .expect(200);
+    app.send(app.request(Method::POST, &format!("/api/api-keys/{key}/rotate")))
+        .await
+        .expect(200);
     app.post(&format!("/api/api-keys/{key}/revoke"), Value::Null)
         .await
         .expect(200);
@@ -168,6 +171,7 @@ async fn every_admin_event_arrives_signed_by_the_standard_webhooks_algorithm() {
         "user.deleted",
         "api_key.created",
         "api_key.updated",
+        "api_key.rotated",
         "api_key.revoked",
         "api_key.deleted",
         "upstream.created",
@@ -350,7 +354,10 @@ async fn repeated_failures_disable_the_webhook_and_say_so() {
                 .any(|x| x.header("x-webhook-event") == "webhook.disabled")
         })
         .await;
-    assert!(got.iter().all(|r| verifies(SECRET, r) && hex_verifies(SECRET, r)));
+    assert!(
+        got.iter()
+            .all(|r| verifies(SECRET, r) && hex_verifies(SECRET, r))
+    );
     let disabled = got
         .iter()
         .find(|r| r.header("x-webhook-event") == "webhook.disabled")
