@@ -213,6 +213,7 @@ impl Application {
         }
         let session_key = Key::from(session_secret.as_bytes());
         let outbox_signal = store.outbox_signal();
+        let change_signal = store.change_signal();
         let usage_stats = store.clone();
         let (service, auth) = services(store, &config).await?;
         let dispatcher = Dispatcher {
@@ -245,6 +246,7 @@ impl Application {
                 ..GatewaySettings::default()
             },
         );
+        gateway.reload_on(change_signal);
         gateway::reload::initial(&gateway)
             .await
             .context("cannot load the proxy configuration")?;

@@ -25,6 +25,7 @@ pub use session::SeaSession;
 pub struct SeaStore {
     db: DatabaseConnection,
     outbox: Arc<tokio::sync::Notify>,
+    changes: Arc<tokio::sync::Notify>,
 }
 
 impl SeaStore {
@@ -56,6 +57,7 @@ impl SeaStore {
         Ok(Self {
             db,
             outbox: Arc::new(tokio::sync::Notify::new()),
+            changes: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -63,6 +65,12 @@ impl SeaStore {
     /// the dispatcher in this process starts at once instead of at its next poll.
     pub fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
         self.outbox.clone()
+    }
+
+    /// Signalled after every commit that wrote a change event, so this node's proxy reloads its
+    /// configuration at once instead of at its next poll.
+    pub fn change_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.changes.clone()
     }
 
     pub fn connection(&self) -> &DatabaseConnection {
@@ -97,7 +105,9 @@ impl Store for SeaStore {
             .await
             .map_err(session::store_error)?;
         Ok(Box::new(
-            SeaSession::transaction(tx).with_signal(self.outbox.clone()),
+            SeaSession::transaction(tx)
+                .with_signal(self.outbox.clone())
+                .with_change_signal(self.changes.clone()),
         ))
     }
 

@@ -46,6 +46,9 @@ pub struct SeaSession {
     /// Woken after a commit that wrote to an outbox table.
     signal: Option<Arc<Notify>>,
     queued: bool,
+    /// Woken after a commit that wrote a change event (the proxy reloads its configuration).
+    change_signal: Option<Arc<Notify>>,
+    changed: bool,
 }
 
 /// Tables whose new rows are work for the webhook dispatcher.
@@ -57,6 +60,8 @@ impl SeaSession {
             conn: Conn::Tx(tx),
             signal: None,
             queued: false,
+            change_signal: None,
+            changed: false,
         }
     }
 
@@ -65,11 +70,18 @@ impl SeaSession {
             conn: Conn::Plain(db),
             signal: None,
             queued: false,
+            change_signal: None,
+            changed: false,
         }
     }
 
     pub fn with_signal(mut self, signal: Arc<Notify>) -> Self {
         self.signal = Some(signal);
+        self
+    }
+
+    pub fn with_change_signal(mut self, signal: Arc<Notify>) -> Self {
+        self.change_signal = Some(signal);
         self
     }
 }
@@ -289,6 +301,7 @@ impl Session for SeaSession {
     async fn insert(&mut self, table: &str, row: &Row) -> Result<(), StoreError> {
         with_conn!(self, c => dispatch!(table, insert(c, row)))?;
         self.queued |= OUTBOX.contains(&table);
+        self.changed |= table == "events";
         Ok(())
     }
 
@@ -325,6 +338,11 @@ impl Session for SeaSession {
         }
         if self.queued
             && let Some(signal) = &self.signal
+        {
+            signal.notify_one();
+        }
+        if self.changed
+            && let Some(signal) = &self.change_signal
         {
             signal.notify_one();
         }
