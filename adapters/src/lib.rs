@@ -6,3 +6,4 @@ pub mod http;
 pub mod mail;
 pub mod persistence;
 pub mod security;
+pub mod webhooks;

@@ -65,6 +65,17 @@ pub struct Config {
     pub dev_mode: bool,
     /// Allow webhook URLs on loopback/private addresses (development only).
     pub webhook_allow_private: bool,
+    /// Delays before each delivery attempt, e.g. `0s,1m,5m,30m,2h,8h` (units ms, s, m, h);
+    /// the number of entries is the number of attempts.
+    pub webhook_retry_schedule: String,
+    /// Consecutive failed attempts after which a webhook is disabled.
+    pub webhook_disable_after: u32,
+    /// Per-attempt timeout in milliseconds (connect, headers, body).
+    pub webhook_timeout_ms: u64,
+    /// How often the dispatcher looks for work besides being woken by commits.
+    pub webhook_poll_ms: u64,
+    /// Delivery attempts in flight at most.
+    pub webhook_concurrency: usize,
     /// `text` or `json`.
     pub log_format: String,
     pub log_level: String,
@@ -102,6 +113,11 @@ impl Default for Config {
             admin_password: None,
             admin_name: None,
             webhook_allow_private: false,
+            webhook_retry_schedule: "0s,1m,5m,30m,2h,8h".into(),
+            webhook_disable_after: 20,
+            webhook_timeout_ms: 10_000,
+            webhook_poll_ms: 250,
+            webhook_concurrency: 32,
             log_format: "text".into(),
             log_level: "info".into(),
             shutdown_grace_seconds: 30,
@@ -208,6 +224,11 @@ impl Config {
                 "usage_retention_days must be at least 1 (quotas are counted from the usage log)"
                     .into(),
             );
+        }
+        if let Err(problem) =
+            tollgate_domain::delivery::parse_schedule(&self.webhook_retry_schedule)
+        {
+            problems.push(format!("webhook_retry_schedule: {problem}"));
         }
         if self.proxy_max_body_bytes == 0 {
             problems.push("proxy_max_body_bytes must be at least 1".into());

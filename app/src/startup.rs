@@ -25,10 +25,11 @@ use tollgate_adapters::{
     security::{
         AesVault, Argon2Passwords, JwtCodec, MemoryThrottle, RandomSecrets, SystemClock, UlidIds,
     },
+    webhooks::{Dispatcher, DispatcherHandle, HttpWebhookSender},
 };
 use tollgate_domain::{
     auth::Authentication,
-    bootstrap,
+    bootstrap, delivery,
     ports::{Ports, Settings, Store},
     query::Cond,
     service::ResourceService,
@@ -122,9 +123,16 @@ pub async fn services(
         tokens: Arc::new(JwtCodec::new(jwt_secret.as_bytes())),
         throttle: Arc::new(MemoryThrottle::default()),
         mailer: mailer(config)?,
+        webhooks: Arc::new(
+            HttpWebhookSender::new().context("cannot build the webhook HTTP client")?,
+        ),
         settings: Settings {
             webhook_allow_private: config.webhook_allow_private,
             allow_registration: config.allow_registration,
+            webhook_retry_schedule_ms: delivery::parse_schedule(&config.webhook_retry_schedule)
+                .map_err(|e| anyhow::anyhow!("TOLLGATE_WEBHOOK_RETRY_SCHEDULE: {e}"))?,
+            webhook_disable_after: config.webhook_disable_after.max(1),
+            webhook_timeout_ms: config.webhook_timeout_ms.max(1),
         },
     };
     Ok((
@@ -158,6 +166,8 @@ pub struct Application {
     proxy_port: u16,
     admin: Server,
     proxy: Server,
+    dispatcher: DispatcherHandle,
+    grace: Duration,
     gateway: Arc<Gateway>,
     metering: tokio::task::JoinHandle<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -202,8 +212,17 @@ impl Application {
             anyhow::bail!("TOLLGATE_SESSION_SECRET must be at least 64 bytes");
         }
         let session_key = Key::from(session_secret.as_bytes());
+        let outbox_signal = store.outbox_signal();
+        let change_signal = store.change_signal();
         let usage_stats = store.clone();
         let (service, auth) = services(store, &config).await?;
+        let dispatcher = Dispatcher {
+            service: service.clone(),
+            signal: outbox_signal,
+            poll: Duration::from_millis(config.webhook_poll_ms.max(10)),
+            concurrency: config.webhook_concurrency.max(1),
+        }
+        .spawn();
         let sessions =
             DbSessionStore::new(service.ports().store.clone(), service.ports().clock.clone());
         let cookie_secure = config.cookie_secure;
@@ -227,6 +246,7 @@ impl Application {
                 ..GatewaySettings::default()
             },
         );
+        gateway.reload_on(change_signal);
         gateway::reload::initial(&gateway)
             .await
             .context("cannot load the proxy configuration")?;
@@ -322,6 +342,8 @@ impl Application {
             proxy_port,
             admin,
             proxy,
+            dispatcher,
+            grace: Duration::from_secs(grace),
             gateway,
             metering,
             background,
@@ -336,8 +358,9 @@ impl Application {
         self.proxy_port
     }
 
-    /// Serves until both listeners stop (SIGINT/SIGTERM stop them gracefully).
-    /// Then flushes the usage records still in memory.
+    /// Serves until both listeners stop (SIGINT/SIGTERM stop them gracefully). Then flushes
+    /// the usage records still in memory (their events included) and lets the webhook
+    /// attempts in flight finish.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let served = tokio::try_join!(self.admin, self.proxy);
         for task in &self.background {
@@ -350,6 +373,7 @@ impl Application {
         {
             tracing::warn!("usage records not flushed within 10 s");
         }
+        self.dispatcher.shutdown(self.grace).await;
         served?;
         Ok(())
     }

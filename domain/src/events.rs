@@ -34,6 +34,8 @@ impl ChangeEvent {
         );
         row.insert("request_id".into(), json!(self.actor.request_id));
         row.insert("created_at".into(), json!(self.created_at.millis()));
+        row.insert("updated_at".into(), json!(self.created_at.millis()));
+        row.insert("dispatched_at".into(), serde_json::Value::Null);
         row
     }
 }

@@ -6,6 +6,7 @@ pub mod account;
 pub mod actor;
 pub mod auth;
 pub mod bootstrap;
+pub mod delivery;
 pub mod error;
 pub mod events;
 pub mod ids;

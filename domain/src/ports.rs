@@ -40,6 +40,19 @@ pub trait Session: Send {
     ) -> Result<u64, StoreError>;
     /// Hard delete (join rows, expired records).
     async fn delete_where(&mut self, table: &str, cond: &Cond) -> Result<u64, StoreError>;
+    /// Like [`Session::list`], but the rows stay locked until the transaction ends, so several
+    /// dispatchers never claim the same work. With `skip_locked`, rows another transaction
+    /// holds are passed over instead of waited for. Stores whose transactions already
+    /// exclude each other (SQLite) may answer with a plain read.
+    async fn lock(
+        &mut self,
+        table: &str,
+        query: &ListQuery,
+        skip_locked: bool,
+    ) -> Result<Vec<Row>, StoreError> {
+        let _ = skip_locked;
+        self.list(table, query).await
+    }
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 
@@ -125,6 +138,60 @@ pub trait LoginThrottle: Send + Sync + 'static {
     async fn clear(&self, email: &str);
 }
 
+/// Why a delivery attempt got no usable answer (the `error` of a `webhook_deliveries` row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryError {
+    Timeout,
+    Connect,
+    Tls,
+    InvalidResponse,
+    DestinationForbidden,
+    WebhookDisabled,
+}
+
+impl DeliveryError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Tls => "tls",
+            Self::InvalidResponse => "invalid_response",
+            Self::DestinationForbidden => "destination_forbidden",
+            Self::WebhookDisabled => "webhook_disabled",
+        }
+    }
+}
+
+/// One signed POST to make: the body bytes are fixed per event, the signatures per attempt.
+#[derive(Debug, Clone)]
+pub struct OutgoingDelivery {
+    pub url: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub body: Vec<u8>,
+    /// Signing secrets, newest first (two during a rotation's grace period).
+    pub secrets: Vec<String>,
+    pub timeout_ms: u64,
+    /// Whether loopback/private destinations may be reached (checked after DNS resolution).
+    pub allow_private: bool,
+}
+
+/// What one attempt got back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptOutcome {
+    pub status_code: Option<u16>,
+    pub error: Option<DeliveryError>,
+    pub duration_ms: u64,
+    /// The first bytes of the response body (UTF-8, lossy).
+    pub response_body: Option<String>,
+}
+
+/// Signs and POSTs webhook deliveries. Never fails: every failure is an outcome to record.
+#[async_trait]
+pub trait WebhookSender: Send + Sync + 'static {
+    async fn send(&self, delivery: &OutgoingDelivery) -> AttemptOutcome;
+}
+
 /// Everything the use cases need, bundled for wiring.
 #[derive(Clone)]
 pub struct Ports {
@@ -137,14 +204,34 @@ pub struct Ports {
     pub tokens: Arc<dyn TokenCodec>,
     pub throttle: Arc<dyn LoginThrottle>,
     pub mailer: Arc<dyn Mailer>,
+    pub webhooks: Arc<dyn WebhookSender>,
     pub settings: Settings,
 }
 
 /// Switches the domain's rules read from configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Allow webhook URLs on loopback/private/link-local addresses (development, tests).
     pub webhook_allow_private: bool,
     /// `POST /api/auth/register` is open (off by default).
     pub allow_registration: bool,
+    /// Delay before each delivery attempt (milliseconds; the first is normally 0); its
+    /// length is the number of attempts.
+    pub webhook_retry_schedule_ms: Vec<u64>,
+    /// Consecutive failed attempts after which a webhook is disabled.
+    pub webhook_disable_after: u32,
+    /// Per-attempt timeout (connect, headers and body).
+    pub webhook_timeout_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            webhook_allow_private: false,
+            allow_registration: false,
+            webhook_retry_schedule_ms: crate::delivery::DEFAULT_SCHEDULE_MS.to_vec(),
+            webhook_disable_after: 20,
+            webhook_timeout_ms: 10_000,
+        }
+    }
 }

@@ -111,16 +111,17 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Records an event to be written to the outbox in this transaction.
+    /// Records an event to be written to the outbox in this transaction; returns its id.
     pub fn emit(
         &mut self,
         event_type: &str,
         schema: &ResourceSchema,
         resource_id: &str,
         data: Value,
-    ) {
+    ) -> String {
+        let id = self.ports.ids.new_id("evt_");
         self.events.push(ChangeEvent {
-            id: self.ports.ids.new_id("evt_"),
+            id: id.clone(),
             event_type: event_type.to_owned(),
             resource_type: schema.type_name.to_owned(),
             resource_id: resource_id.to_owned(),
@@ -128,6 +129,7 @@ impl Ctx<'_> {
             actor: self.actor.clone(),
             created_at: self.now,
         });
+        id
     }
 
     /// `<name>.<action>` with the resource as `data.object`.
@@ -675,6 +677,7 @@ impl ResourceService {
         previous.remove("updated_at");
         rules.decorate(&mut draft.row, now);
         ctx.emit_change(schema, "updated", &draft.row, Some(previous));
+        emit_membership(&mut ctx, schema, &draft, &links_before);
         finish(ctx.events, tx).await?;
         Ok(Written {
             row: draft.row,
@@ -738,6 +741,46 @@ impl ResourceService {
         let out = action(&mut ctx).await?;
         finish(ctx.events, tx).await?;
         Ok(out)
+    }
+}
+
+/// `<t>.member_added` / `<t>.member_removed` per user whose membership a write changed.
+fn emit_membership(
+    ctx: &mut Ctx<'_>,
+    schema: &ResourceSchema,
+    draft: &Draft,
+    before: &BTreeMap<&'static str, Vec<Link>>,
+) {
+    let Some(now) = draft.links.get("members") else {
+        return;
+    };
+    let Some(rel) = schema.relationship("members") else {
+        return;
+    };
+    let old = before.get("members").cloned().unwrap_or_default();
+    let id = str_of(&draft.row, "id").unwrap_or_default().to_owned();
+    let object = schema.public_object(&draft.row);
+    let changes = now
+        .iter()
+        .filter(|l| !old.iter().any(|o| o.id == l.id))
+        .map(|l| ("member_added", l))
+        .chain(
+            old.iter()
+                .filter(|o| !now.iter().any(|l| l.id == o.id))
+                .map(|l| ("member_removed", l)),
+        );
+    let mut events = Vec::new();
+    for (action, link) in changes {
+        let role = link.role.clone().unwrap_or_else(|| "member".into());
+        let data = json!({
+            "object": object,
+            "member": {"type": rel.target, "id": link.id, "meta": {"role": role}},
+            "actor_id": ctx.actor.user_id,
+        });
+        events.push((format!("{}.{action}", event_name(schema)), data));
+    }
+    for (event_type, data) in events {
+        ctx.emit(&event_type, schema, &id, data);
     }
 }
 

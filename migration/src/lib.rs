@@ -11,6 +11,7 @@ mod builders;
 mod m0001_foundation;
 mod m0002_live_counts;
 mod m0003_usage;
+mod m0004_webhook_deliveries;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_foundation::Migration),
             Box::new(m0002_live_counts::Migration),
             Box::new(m0003_usage::Migration),
+            Box::new(m0004_webhook_deliveries::Migration),
         ]
     }
 }

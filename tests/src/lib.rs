@@ -4,6 +4,8 @@
 //! (server from `TOLLGATE_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`),
 //! one new database per test.
 
+pub mod receiver;
+
 use std::sync::Once;
 
 use tracing_subscriber::Layer;

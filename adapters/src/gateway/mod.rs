@@ -83,7 +83,7 @@ pub struct Gateway {
     usage: mpsc::Sender<UsageRecord>,
     pub(crate) dropped: AtomicU64,
     loaded: AtomicBool,
-    pub(crate) changed: Notify,
+    pub(crate) changed: Arc<Notify>,
     pub(crate) stop: Notify,
     pub store: Arc<dyn Store>,
     pub usage_log: Arc<dyn UsageLog>,
@@ -112,7 +112,7 @@ impl Gateway {
             usage,
             dropped: AtomicU64::new(0),
             loaded: AtomicBool::new(false),
-            changed: Notify::new(),
+            changed: Arc::new(Notify::new()),
             stop: Notify::new(),
             store,
             usage_log,
@@ -138,9 +138,15 @@ impl Gateway {
         self.loaded.load(Ordering::Acquire)
     }
 
-    /// Asks the reloader to look for changes now (after an admin write on this node).
-    pub fn notify_changed(&self) {
-        self.changed.notify_one();
+    /// Wakes the reloader when `signal` fires (the store's commit signal for change events).
+    pub fn reload_on(&self, signal: Arc<Notify>) {
+        let changed = self.changed.clone();
+        tokio::spawn(async move {
+            loop {
+                signal.notified().await;
+                changed.notify_one();
+            }
+        });
     }
 
     /// Tells the usage writer to flush what it holds and end (graceful shutdown).

@@ -6,7 +6,7 @@ pub mod session_store;
 pub(crate) mod tables;
 mod usage_log;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use sea_orm::{
@@ -24,6 +24,8 @@ pub use session::SeaSession;
 #[derive(Clone)]
 pub struct SeaStore {
     db: DatabaseConnection,
+    outbox: Arc<tokio::sync::Notify>,
+    changes: Arc<tokio::sync::Notify>,
 }
 
 impl SeaStore {
@@ -52,7 +54,23 @@ impl SeaStore {
         let db = Database::connect(options)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            outbox: Arc::new(tokio::sync::Notify::new()),
+            changes: Arc::new(tokio::sync::Notify::new()),
+        })
+    }
+
+    /// Signalled after every commit that queued webhook work (events or delivery jobs), so
+    /// the dispatcher in this process starts at once instead of at its next poll.
+    pub fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.outbox.clone()
+    }
+
+    /// Signalled after every commit that wrote a change event, so this node's proxy reloads its
+    /// configuration at once instead of at its next poll.
+    pub fn change_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.changes.clone()
     }
 
     pub fn connection(&self) -> &DatabaseConnection {
@@ -103,7 +121,11 @@ impl Store for SeaStore {
             .begin_with_options(options)
             .await
             .map_err(session::store_error)?;
-        Ok(Box::new(SeaSession::transaction(tx)))
+        Ok(Box::new(
+            SeaSession::transaction(tx)
+                .with_signal(self.outbox.clone())
+                .with_change_signal(self.changes.clone()),
+        ))
     }
 
     async fn read(&self) -> Result<Box<dyn Session>, StoreError> {

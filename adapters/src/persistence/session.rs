@@ -1,5 +1,7 @@
 //! One [`Session`]: a transaction or an autocommit connection, with generic table access.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ConnectionTrait, DatabaseConnection,
@@ -7,8 +9,10 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
     sea_query::{Alias, Expr},
 };
+use sea_orm::{DbBackend, sea_query::LockBehavior, sea_query::LockType};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
+use tokio::sync::Notify;
 use tollgate_domain::{
     Row,
     error::StoreError,
@@ -39,17 +43,46 @@ enum Conn {
 
 pub struct SeaSession {
     conn: Conn,
+    /// Woken after a commit that wrote to an outbox table.
+    signal: Option<Arc<Notify>>,
+    queued: bool,
+    /// Woken after a commit that wrote a change event (the proxy reloads its configuration).
+    change_signal: Option<Arc<Notify>>,
+    changed: bool,
 }
+
+/// Tables whose new rows are work for the webhook dispatcher.
+const OUTBOX: [&str; 2] = ["events", "webhook_jobs"];
 
 impl SeaSession {
     pub fn transaction(tx: DatabaseTransaction) -> Self {
-        Self { conn: Conn::Tx(tx) }
+        Self {
+            conn: Conn::Tx(tx),
+            signal: None,
+            queued: false,
+            change_signal: None,
+            changed: false,
+        }
     }
 
     pub fn autocommit(db: DatabaseConnection) -> Self {
         Self {
             conn: Conn::Plain(db),
+            signal: None,
+            queued: false,
+            change_signal: None,
+            changed: false,
         }
+    }
+
+    pub fn with_signal(mut self, signal: Arc<Notify>) -> Self {
+        self.signal = Some(signal);
+        self
+    }
+
+    pub fn with_change_signal(mut self, signal: Arc<Notify>) -> Self {
+        self.change_signal = Some(signal);
+        self
     }
 }
 
@@ -120,7 +153,41 @@ where
     E: EntityTrait,
     E::Model: Serialize,
 {
+    select::<E>(db, query, None).await
+}
+
+/// PostgreSQL row locks; SQLite transactions are `IMMEDIATE` (the whole database is locked
+/// for writing), so there a lock is a plain read.
+async fn lock<E>(
+    db: &impl ConnectionTrait,
+    query: &ListQuery,
+    skip_locked: bool,
+) -> Result<Vec<Row>, StoreError>
+where
+    E: EntityTrait,
+    E::Model: Serialize,
+{
+    let lock = (db.get_database_backend() == DbBackend::Postgres).then_some(skip_locked);
+    select::<E>(db, query, lock).await
+}
+
+async fn select<E>(
+    db: &impl ConnectionTrait,
+    query: &ListQuery,
+    lock: Option<bool>,
+) -> Result<Vec<Row>, StoreError>
+where
+    E: EntityTrait,
+    E::Model: Serialize,
+{
     let mut select = E::find().filter(condition(&query.cond)?);
+    match lock {
+        Some(true) => {
+            select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+        }
+        Some(false) => select = select.lock(LockType::Update),
+        None => {}
+    }
     for key in &query.sort {
         let order = if key.descending {
             Order::Desc
@@ -232,7 +299,10 @@ impl Session for SeaSession {
     }
 
     async fn insert(&mut self, table: &str, row: &Row) -> Result<(), StoreError> {
-        with_conn!(self, c => dispatch!(table, insert(c, row)))
+        with_conn!(self, c => dispatch!(table, insert(c, row)))?;
+        self.queued |= OUTBOX.contains(&table);
+        self.changed |= table == "events";
+        Ok(())
     }
 
     async fn update(&mut self, table: &str, row: &Row) -> Result<(), StoreError> {
@@ -252,11 +322,31 @@ impl Session for SeaSession {
         with_conn!(self, c => dispatch!(table, delete_where(c, cond)))
     }
 
+    async fn lock(
+        &mut self,
+        table: &str,
+        query: &ListQuery,
+        skip_locked: bool,
+    ) -> Result<Vec<Row>, StoreError> {
+        with_conn!(self, c => dispatch!(table, lock(c, query, skip_locked)))
+    }
+
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         match self.conn {
-            Conn::Tx(tx) => tx.commit().await.map_err(store_error),
-            Conn::Plain(_) => Ok(()),
+            Conn::Tx(tx) => tx.commit().await.map_err(store_error)?,
+            Conn::Plain(_) => {}
         }
+        if self.queued
+            && let Some(signal) = &self.signal
+        {
+            signal.notify_one();
+        }
+        if self.changed
+            && let Some(signal) = &self.change_signal
+        {
+            signal.notify_one();
+        }
+        Ok(())
     }
 }
 

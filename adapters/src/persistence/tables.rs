@@ -89,7 +89,19 @@ table!(upstream_credentials, "upstream_credentials", keys: { upstream_id: String
 table!(events, "events", keys: { id: String }, columns: {
     r#type: String, resource_type: String, resource_id: String, data: Json, actor_id: Option<String>,
     api_key_id: Option<String>, auth_method: Option<String>, request_id: Option<String>, created_at: i64,
-    dispatched_at: Option<i64>,
+    dispatched_at: Option<i64>, updated_at: Option<i64>,
+});
+
+table!(webhook_deliveries, "webhook_deliveries", keys: { id: String }, columns: {
+    webhook_id: String, event_id: String, event_type: String, attempt: i64, url: String,
+    status_code: Option<i64>, response_body: Option<String>, error: Option<String>,
+    duration_ms: Option<i64>, succeeded: bool, redelivery: bool, next_attempt_at: Option<i64>,
+    created_at: i64, updated_at: i64,
+});
+
+table!(webhook_jobs, "webhook_jobs", keys: { id: String }, columns: {
+    event_id: String, webhook_id: String, attempt: i64, due_at: i64, claimed_until: Option<i64>,
+    redelivery: bool, single_attempt: bool, delivery_id: Option<String>, created_at: i64,
 });
 
 table!(sessions, "sessions", keys: { id: String }, columns: {
@@ -134,6 +146,8 @@ macro_rules! dispatch {
             "route_groups" => $f::<route_groups::Entity>($($arg),*).await,
             "upstream_credentials" => $f::<upstream_credentials::Entity>($($arg),*).await,
             "events" => $f::<events::Entity>($($arg),*).await,
+            "webhook_deliveries" => $f::<webhook_deliveries::Entity>($($arg),*).await,
+            "webhook_jobs" => $f::<webhook_jobs::Entity>($($arg),*).await,
             "sessions" => $f::<sessions::Entity>($($arg),*).await,
             "settings" => $f::<settings::Entity>($($arg),*).await,
             "usage_records" => $f::<usage_records::Entity>($($arg),*).await,

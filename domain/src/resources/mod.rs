@@ -1,13 +1,16 @@
-//! The seven writable resource types. Each module declares its schema and rules.
+//! The seven writable resource types and the read-only logs. Each module declares its schema
+//! and rules.
 
 pub mod api_keys;
 pub mod checks;
+pub mod events;
 pub mod groups;
 pub mod plans;
 pub mod routes;
 pub mod upstreams;
 pub mod usage_records;
 pub mod users;
+pub mod webhook_deliveries;
 pub mod webhooks;
 
 use crate::service::ResourceRules;
@@ -24,7 +27,11 @@ pub const ALL: [&'static dyn ResourceRules; 7] = [
 ];
 
 /// Types written only by Tollgate itself: readable, filterable and includable like the rest.
-pub const READ_ONLY: [&'static dyn ResourceRules; 1] = [&usage_records::UsageRecords];
+pub const READ_ONLY: [&'static dyn ResourceRules; 3] = [
+    &usage_records::UsageRecords,
+    &webhook_deliveries::WebhookDeliveries,
+    &events::Events,
+];
 
 /// The rules of a JSON:API type (`"api_keys"`).
 pub fn by_type(type_name: &str) -> Option<&'static dyn ResourceRules> {

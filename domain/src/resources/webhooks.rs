@@ -129,6 +129,11 @@ impl ResourceRules for Webhooks {
         }
         Ok(())
     }
+
+    async fn before_delete(&self, ctx: &mut Ctx<'_>, row: &mut Row) -> Result<(), DomainError> {
+        let id = row.get("id").and_then(Value::as_str).unwrap_or_default();
+        crate::delivery::forget_jobs(ctx, id).await
+    }
 }
 
 fn check(ctx: &Ctx<'_>, draft: &mut Draft) {

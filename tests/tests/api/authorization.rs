@@ -272,6 +272,51 @@ fn table() -> Vec<Row> {
             None,
             e(401, 404, 404, 204, 204),
         ),
+        row(
+            M::POST,
+            "/api/webhooks/{localhook}/test",
+            None,
+            e(401, 404, 404, 200, 200),
+        ),
+        row(
+            M::POST,
+            "/api/webhooks/{webhook}/rotate-secret",
+            None,
+            e(401, 404, 404, 200, 200),
+        ),
+        row(
+            M::GET,
+            "/api/webhooks/{webhook}/deliveries",
+            None,
+            e(401, 404, 404, 200, 200),
+        ),
+        row(
+            M::GET,
+            "/api/webhooks/{hookdlv}",
+            None,
+            e(401, 404, 404, 200, 200),
+        ),
+        row(
+            M::POST,
+            "/api/webhooks/{hookdlv}/redeliver",
+            None,
+            e(401, 404, 404, 202, 202),
+        ),
+        // Deliveries are listed per webhook: there is no collection of them all.
+        row(M::GET, "/api/webhook-deliveries", None, [404; 8]),
+        row(
+            M::GET,
+            "/api/webhook-deliveries/{delivery}",
+            None,
+            e(401, 404, 404, 200, 200),
+        ),
+        row(M::GET, "/api/events", None, e(401, 403, 403, 200, 200)),
+        row(
+            M::GET,
+            "/api/events/{event}",
+            None,
+            e(401, 404, 404, 200, 200),
+        ),
         row(M::GET, "/api/auth/me", None, e(401, 200, 200, 200, 200)),
         // Last: it ends A's sessions.
         row(
@@ -417,6 +462,33 @@ async fn fill(world: &World, template: &str, caller_self: Option<&str>, uniq: &s
             .await
             .id();
         text = text.replace("{webhook}", &webhook);
+    }
+    if text.contains("{localhook}") || text.contains("{hookdlv}") || text.contains("{delivery}") {
+        // A closed local port: tests and redeliveries fail fast.
+        let hook = app
+            .create(
+                "webhooks",
+                "webhooks",
+                json!({"url": "http://127.0.0.1:9/", "events": ["upstream.deleted"]}),
+                Value::Null,
+            )
+            .await
+            .id();
+        let delivery = app
+            .post(&format!("/api/webhooks/{hook}/test"), Value::Null)
+            .await
+            .id();
+        text = text
+            .replace("{localhook}", &hook)
+            .replace("{hookdlv}", &format!("{hook}/deliveries/{delivery}"))
+            .replace("{delivery}", &delivery);
+    }
+    if text.contains("{event}") {
+        let events = app.get("/api/events?page[size]=1").await;
+        text = text.replace(
+            "{event}",
+            events.body["data"][0]["id"].as_str().unwrap_or_default(),
+        );
     }
     if text.contains("{groupA}") {
         let group = app

@@ -11,4 +11,5 @@ mod proxy;
 mod routes;
 mod upstreams;
 mod users;
+mod webhook_delivery;
 mod webhooks;

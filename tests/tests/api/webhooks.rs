@@ -18,6 +18,18 @@ async fn create_webhook(app: &TestApp, attributes: Value) -> Reply {
         .await
 }
 
+/// Attributes without the delivery counters: the dispatcher may already have tried to reach
+/// the (unreachable) test URLs with events the setup emitted.
+fn settled(attributes: &Value) -> Value {
+    let mut attributes = attributes.clone();
+    if let Some(map) = attributes.as_object_mut() {
+        for name in ["consecutive_failures", "last_success_at", "last_failure_at"] {
+            map.remove(name);
+        }
+    }
+    attributes
+}
+
 fn ids(reply: &Reply) -> Vec<String> {
     reply.body["data"]
         .as_array()
@@ -109,7 +121,7 @@ async fn crud_happy_path() {
 
     let fetched = app.get(&format!("/api/webhooks/{id}")).await;
     fetched.expect(200);
-    assert_eq!(fetched.body["data"]["attributes"], *attrs);
+    assert_eq!(settled(&fetched.body["data"]["attributes"]), settled(attrs));
 
     let second = create_webhook(
         &app,
@@ -584,7 +596,8 @@ async fn read_only_attributes() {
     let app = spawn_app().await;
     let created = create_webhook(
         &app,
-        json!({"url": "https://a.example.com/", "events": ["*"], "secret": SECRET_32}),
+        // Nothing the test does emits usage events: the counters stay as created.
+        json!({"url": "https://a.example.com/", "events": ["usage.*"], "secret": SECRET_32}),
     )
     .await;
     let id = created.id();
@@ -747,8 +760,8 @@ async fn disabling_and_re_enabling() {
     assert_eq!(again.attr("disabled_reason"), &Value::Null);
     let fetched = app.get(&format!("/api/webhooks/{id}")).await;
     assert_eq!(
-        fetched.body["data"]["attributes"],
-        again.body["data"]["attributes"]
+        settled(&fetched.body["data"]["attributes"]),
+        settled(&again.body["data"]["attributes"])
     );
 }
 

@@ -6,6 +6,7 @@ mod context;
 mod relationships;
 mod resources;
 mod usage;
+mod webhooks;
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -92,14 +93,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Types only Tollgate writes: GET of the collection, one resource, its relationships and
-/// related resources.
+/// related resources. Deliveries have no collection of their own: they are listed per webhook.
 fn register_read_only(cfg: &mut web::ServiceConfig, rules: &'static dyn ResourceRules) {
     let path = rules.schema().path;
-    cfg.service(
-        web::resource(format!("/api/{path}"))
-            .route(web::get().to(move |req, state| resources::list(rules, req, state)))
-            .default_service(web::to(not_allowed("GET"))),
-    );
+    if path != "webhook-deliveries" {
+        cfg.service(
+            web::resource(format!("/api/{path}"))
+                .route(web::get().to(move |req, state| resources::list(rules, req, state)))
+                .default_service(web::to(not_allowed("GET"))),
+        );
+    }
     cfg.service(
         web::resource(format!("/api/{path}/{{id}}"))
             .route(web::get().to(move |req, state| resources::get(rules, req, state)))
@@ -119,6 +122,27 @@ fn register_read_only(cfg: &mut web::ServiceConfig, rules: &'static dyn Resource
 
 fn register(cfg: &mut web::ServiceConfig, rules: &'static dyn ResourceRules) {
     let path = rules.schema().path;
+    if path == "webhooks" {
+        let post = |suffix: &str, handler| {
+            web::resource(format!("/api/{path}/{{id}}/{suffix}"))
+                .route(handler)
+                .default_service(web::to(not_allowed("POST")))
+        };
+        cfg.service(post("test", web::post().to(webhooks::test)));
+        cfg.service(post(
+            "rotate-secret",
+            web::post().to(webhooks::rotate_secret),
+        ));
+        cfg.service(post(
+            "deliveries/{did}/redeliver",
+            web::post().to(webhooks::redeliver),
+        ));
+        cfg.service(
+            web::resource(format!("/api/{path}/{{id}}/deliveries/{{did}}"))
+                .route(web::get().to(webhooks::get_delivery))
+                .default_service(web::to(not_allowed("GET"))),
+        );
+    }
     if path == "api-keys" {
         cfg.service(
             web::resource(format!("/api/{path}/{{id}}/revoke"))
