@@ -7,7 +7,10 @@
 //! `tollgate_webhook_deliveries_total{outcome=success|failure}` belong to the webhook
 //! dispatcher and are not emitted yet.
 
-use std::{sync::Arc, sync::OnceLock, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use actix_web::{HttpResponse, http::header, web};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
