@@ -16,7 +16,7 @@ use actix_web::{HttpResponse, http::header, web};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use migration::{Migrator, MigratorTrait};
 use serde_json::json;
-use tollgate_adapters::{gateway::Gateway, persistence::SeaStore};
+use tollgate_adapters::{gateway::Gateway, http::admin, persistence::SeaStore};
 
 /// Latency buckets (seconds) of `tollgate_proxy_request_duration_seconds`.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -65,8 +65,23 @@ pub struct OpsState {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/metrics").route(web::get().to(metrics)))
-        .service(web::resource("/ready").route(web::get().to(ready)));
+    declare(&mut admin::Routes::serving(cfg));
+}
+
+fn declare(routes: &mut admin::Routes) {
+    routes.add("/metrics", "GET", |r| r.route(web::get().to(metrics)));
+    routes.add("/ready", "GET", |r| r.route(web::get().to(ready)));
+}
+
+/// Every route of the admin listener: these operations endpoints and the admin API's.
+pub fn admin_routes() -> Vec<admin::AdminRoute> {
+    let mut routes = admin::Routes::listing();
+    declare(&mut routes);
+    routes
+        .into_list()
+        .into_iter()
+        .chain(admin::route_table())
+        .collect()
 }
 
 async fn metrics(state: web::Data<OpsState>) -> HttpResponse {

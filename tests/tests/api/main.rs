@@ -5,6 +5,7 @@ mod auth;
 mod authorization;
 mod groups;
 mod jsonapi;
+mod openapi;
 mod ops;
 mod plans;
 mod proxy;

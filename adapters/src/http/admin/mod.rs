@@ -3,6 +3,7 @@
 mod actions;
 mod auth;
 mod context;
+pub mod openapi;
 mod relationships;
 mod resources;
 mod usage;
@@ -37,159 +38,203 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Registers `/health`, every `/api` path, and JSON:API 404s for the rest.
+/// One path of the admin listener and the methods it answers (actix `{id}` = OpenAPI `{id}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminRoute {
+    pub path: String,
+    pub methods: Vec<&'static str>,
+}
+
+/// The admin routes, registered and listed by the same code: `configure` serves what this
+/// table lists, and the OpenAPI test checks the document covers every entry.
+pub struct Routes<'a> {
+    cfg: Option<&'a mut web::ServiceConfig>,
+    listed: Vec<AdminRoute>,
+}
+
+impl<'a> Routes<'a> {
+    /// Registers every route added on `cfg`.
+    pub fn serving(cfg: &'a mut web::ServiceConfig) -> Self {
+        Self {
+            cfg: Some(cfg),
+            listed: Vec::new(),
+        }
+    }
+
+    /// Only lists the routes added.
+    pub fn listing() -> Self {
+        Self {
+            cfg: None,
+            listed: Vec::new(),
+        }
+    }
+
+    /// Adds `path` answering `allow` (`"GET, POST"`) through `build`; other methods get a 405.
+    pub fn add(
+        &mut self,
+        path: impl Into<String>,
+        allow: &'static str,
+        build: impl FnOnce(actix_web::Resource) -> actix_web::Resource,
+    ) {
+        let path = path.into();
+        self.listed.push(AdminRoute {
+            path: path.clone(),
+            methods: allow.split(", ").collect(),
+        });
+        if let Some(cfg) = self.cfg.as_deref_mut() {
+            cfg.service(build(web::resource(path)).default_service(web::to(not_allowed(allow))));
+        }
+    }
+
+    pub fn into_list(self) -> Vec<AdminRoute> {
+        self.listed
+    }
+}
+
+/// Every route `configure` registers.
+pub fn route_table() -> Vec<AdminRoute> {
+    let mut routes = Routes::listing();
+    declare(&mut routes);
+    routes.into_list()
+}
+
+/// Registers `/health`, `/docs`, every `/api` path, and JSON:API 404s for the rest.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/health")
-            .route(web::get().to(health))
-            .default_service(web::to(not_allowed("GET"))),
-    );
-    let post = |path: &str, handler| {
-        web::resource(path.to_owned())
-            .route(handler)
-            .default_service(web::to(not_allowed("POST")))
-    };
-    cfg.service(post("/api/auth/login", web::post().to(auth::login)));
-    cfg.service(post("/api/auth/logout", web::post().to(auth::logout)));
-    cfg.service(post(
-        "/api/auth/sessions/recycle",
-        web::post().to(auth::recycle_own),
-    ));
-    cfg.service(post(
-        "/api/users/{id}/sessions/recycle",
-        web::post().to(auth::recycle_user),
-    ));
-    cfg.service(post(
-        "/api/auth/password",
-        web::post().to(auth::change_password),
-    ));
-    cfg.service(post("/api/auth/register", web::post().to(auth::register)));
-    cfg.service(post(
-        "/api/auth/forgot-password",
-        web::post().to(auth::forgot_password),
-    ));
-    cfg.service(post(
-        "/api/auth/reset-password",
-        web::post().to(auth::reset_password),
-    ));
-    cfg.service(
-        web::resource("/api/auth/me")
-            .route(web::get().to(auth::me))
+    declare(&mut Routes::serving(cfg));
+    cfg.default_service(web::to(not_found));
+}
+
+fn declare(routes: &mut Routes) {
+    routes.add("/health", "GET", |r| r.route(web::get().to(health)));
+    routes.add("/docs", "GET", |r| r.route(web::get().to(openapi::scalar)));
+    routes.add("/docs/openapi.json", "GET", |r| {
+        r.route(web::get().to(openapi::json))
+    });
+    routes.add("/docs/openapi.yaml", "GET", |r| {
+        r.route(web::get().to(openapi::yaml))
+    });
+    let posts = [
+        ("/api/auth/login", web::post().to(auth::login)),
+        ("/api/auth/logout", web::post().to(auth::logout)),
+        (
+            "/api/auth/sessions/recycle",
+            web::post().to(auth::recycle_own),
+        ),
+        (
+            "/api/users/{id}/sessions/recycle",
+            web::post().to(auth::recycle_user),
+        ),
+        ("/api/auth/password", web::post().to(auth::change_password)),
+        ("/api/auth/register", web::post().to(auth::register)),
+        (
+            "/api/auth/forgot-password",
+            web::post().to(auth::forgot_password),
+        ),
+        (
+            "/api/auth/reset-password",
+            web::post().to(auth::reset_password),
+        ),
+    ];
+    for (path, route) in posts {
+        routes.add(path, "POST", |r| r.route(route));
+    }
+    routes.add("/api/auth/me", "GET, PATCH", |r| {
+        r.route(web::get().to(auth::me))
             .route(web::patch().to(auth::update_me))
-            .default_service(web::to(not_allowed("GET, PATCH"))),
-    );
-    cfg.service(
-        web::resource("/api/usage/summary")
-            .route(web::get().to(usage::summary))
-            .default_service(web::to(not_allowed("GET"))),
-    );
+    });
+    routes.add("/api/usage/summary", "GET", |r| {
+        r.route(web::get().to(usage::summary))
+    });
     for rules in domain_resources::ALL {
-        register(cfg, rules);
+        register(routes, rules);
     }
     for rules in domain_resources::READ_ONLY {
-        register_read_only(cfg, rules);
+        register_read_only(routes, rules);
     }
-    cfg.default_service(web::to(not_found));
 }
 
 /// Types only Tollgate writes: GET of the collection, one resource, its relationships and
 /// related resources. Deliveries have no collection of their own: they are listed per webhook.
-fn register_read_only(cfg: &mut web::ServiceConfig, rules: &'static dyn ResourceRules) {
+fn register_read_only(routes: &mut Routes, rules: &'static dyn ResourceRules) {
     let path = rules.schema().path;
     if path != "webhook-deliveries" {
-        cfg.service(
-            web::resource(format!("/api/{path}"))
-                .route(web::get().to(move |req, state| resources::list(rules, req, state)))
-                .default_service(web::to(not_allowed("GET"))),
-        );
+        routes.add(format!("/api/{path}"), "GET", |r| {
+            r.route(web::get().to(move |req, state| resources::list(rules, req, state)))
+        });
     }
-    cfg.service(
-        web::resource(format!("/api/{path}/{{id}}"))
-            .route(web::get().to(move |req, state| resources::get(rules, req, state)))
-            .default_service(web::to(not_allowed("GET"))),
+    routes.add(format!("/api/{path}/{{id}}"), "GET", |r| {
+        r.route(web::get().to(move |req, state| resources::get(rules, req, state)))
+    });
+    routes.add(
+        format!("/api/{path}/{{id}}/relationships/{{rel}}"),
+        "GET",
+        |r| r.route(web::get().to(move |req, state| relationships::get_linkage(rules, req, state))),
     );
-    cfg.service(
-        web::resource(format!("/api/{path}/{{id}}/relationships/{{rel}}"))
-            .route(web::get().to(move |req, state| relationships::get_linkage(rules, req, state)))
-            .default_service(web::to(not_allowed("GET"))),
-    );
-    cfg.service(
-        web::resource(format!("/api/{path}/{{id}}/{{rel}}"))
-            .route(web::get().to(move |req, state| relationships::get_related(rules, req, state)))
-            .default_service(web::to(not_allowed("GET"))),
-    );
+    routes.add(format!("/api/{path}/{{id}}/{{rel}}"), "GET", |r| {
+        r.route(web::get().to(move |req, state| relationships::get_related(rules, req, state)))
+    });
 }
 
-fn register(cfg: &mut web::ServiceConfig, rules: &'static dyn ResourceRules) {
+fn register(routes: &mut Routes, rules: &'static dyn ResourceRules) {
     let path = rules.schema().path;
     if path == "webhooks" {
-        let post = |suffix: &str, handler| {
-            web::resource(format!("/api/{path}/{{id}}/{suffix}"))
-                .route(handler)
-                .default_service(web::to(not_allowed("POST")))
-        };
-        cfg.service(post("test", web::post().to(webhooks::test)));
-        cfg.service(post(
-            "rotate-secret",
-            web::post().to(webhooks::rotate_secret),
-        ));
-        cfg.service(post(
-            "deliveries/{did}/redeliver",
-            web::post().to(webhooks::redeliver),
-        ));
-        cfg.service(
-            web::resource(format!("/api/{path}/{{id}}/deliveries/{{did}}"))
-                .route(web::get().to(webhooks::get_delivery))
-                .default_service(web::to(not_allowed("GET"))),
+        let posts = [
+            ("test", web::post().to(webhooks::test)),
+            ("rotate-secret", web::post().to(webhooks::rotate_secret)),
+            (
+                "deliveries/{did}/redeliver",
+                web::post().to(webhooks::redeliver),
+            ),
+        ];
+        for (suffix, route) in posts {
+            routes.add(format!("/api/{path}/{{id}}/{suffix}"), "POST", |r| {
+                r.route(route)
+            });
+        }
+        routes.add(
+            format!("/api/{path}/{{id}}/deliveries/{{did}}"),
+            "GET",
+            |r| r.route(web::get().to(webhooks::get_delivery)),
         );
     }
     if path == "api-keys" {
-        cfg.service(
-            web::resource(format!("/api/{path}/{{id}}/revoke"))
-                .route(web::post().to(actions::revoke_api_key))
-                .default_service(web::to(not_allowed("POST"))),
-        );
-        cfg.service(
-            web::resource(format!("/api/{path}/{{id}}/rotate"))
-                .route(web::post().to(usage::rotate_api_key))
-                .default_service(web::to(not_allowed("POST"))),
-        );
+        routes.add(format!("/api/{path}/{{id}}/revoke"), "POST", |r| {
+            r.route(web::post().to(actions::revoke_api_key))
+        });
+        routes.add(format!("/api/{path}/{{id}}/rotate"), "POST", |r| {
+            r.route(web::post().to(usage::rotate_api_key))
+        });
     }
-    cfg.service(
-        web::resource(format!("/api/{path}"))
-            .route(web::get().to(move |req, state| resources::list(rules, req, state)))
+    routes.add(format!("/api/{path}"), "GET, POST", |r| {
+        r.route(web::get().to(move |req, state| resources::list(rules, req, state)))
             .route(
                 web::post().to(move |req, body, state| resources::create(rules, req, body, state)),
             )
-            .default_service(web::to(not_allowed("GET, POST"))),
-    );
-    cfg.service(
-        web::resource(format!("/api/{path}/{{id}}"))
-            .route(web::get().to(move |req, state| resources::get(rules, req, state)))
+    });
+    routes.add(format!("/api/{path}/{{id}}"), "GET, PATCH, DELETE", |r| {
+        r.route(web::get().to(move |req, state| resources::get(rules, req, state)))
             .route(
                 web::patch().to(move |req, body, state| resources::update(rules, req, body, state)),
             )
             .route(web::delete().to(move |req, state| resources::delete(rules, req, state)))
-            .default_service(web::to(not_allowed("GET, PATCH, DELETE"))),
-    );
-    let linkage =
-        web::resource(format!("/api/{path}/{{id}}/relationships/{{rel}}"))
-            .route(web::get().to(move |req, state| relationships::get_linkage(rules, req, state)))
+    });
+    let linkage = move |r: actix_web::Resource| {
+        r.route(web::get().to(move |req, state| relationships::get_linkage(rules, req, state)))
             .route(web::patch().to(move |req, body, state| {
                 relationships::replace_linkage(rules, req, body, state)
-            }));
-    let linkage = if path == "groups" {
-        linkage
-            .route(web::post().to(actions::add_members))
-            .route(web::delete().to(actions::remove_members))
-            .default_service(web::to(not_allowed("GET, PATCH, POST, DELETE")))
-    } else {
-        linkage.default_service(web::to(not_allowed("GET, PATCH")))
+            }))
     };
-    cfg.service(linkage);
-    cfg.service(
-        web::resource(format!("/api/{path}/{{id}}/{{rel}}"))
-            .route(web::get().to(move |req, state| relationships::get_related(rules, req, state)))
-            .default_service(web::to(not_allowed("GET"))),
-    );
+    let linkage_path = format!("/api/{path}/{{id}}/relationships/{{rel}}");
+    if path == "groups" {
+        routes.add(linkage_path, "GET, PATCH, POST, DELETE", |r| {
+            linkage(r)
+                .route(web::post().to(actions::add_members))
+                .route(web::delete().to(actions::remove_members))
+        });
+    } else {
+        routes.add(linkage_path, "GET, PATCH", linkage);
+    }
+    routes.add(format!("/api/{path}/{{id}}/{{rel}}"), "GET", |r| {
+        r.route(web::get().to(move |req, state| relationships::get_related(rules, req, state)))
+    });
 }

@@ -19,7 +19,7 @@ use crate::http::{
 };
 
 /// Filters the summary accepts besides `filter[period]`.
-const SUMMARY_FILTERS: [&str; 4] = ["user", "api_key", "route", "group"];
+pub(super) const SUMMARY_FILTERS: [&str; 4] = ["user", "api_key", "route", "group"];
 
 pub async fn summary(
     req: HttpRequest,
