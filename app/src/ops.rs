@@ -2,10 +2,8 @@
 //!
 //! Metrics go through the `metrics` facade; the Prometheus recorder is installed once per
 //! process (tests start many applications in one process) and its handle is shared.
-//!
-//! TODO(webhooks): `tollgate_webhook_queue_depth` and
-//! `tollgate_webhook_deliveries_total{outcome=success|failure}` belong to the webhook
-//! dispatcher and are not emitted yet.
+//! `tollgate_webhook_deliveries_total` is counted by the webhook sender; the queue depth is
+//! read from the store at each scrape.
 
 use std::{
     sync::{Arc, OnceLock},
@@ -62,6 +60,7 @@ pub struct OpsState {
     pub store: SeaStore,
     pub gateway: Arc<Gateway>,
     pub metrics: Option<PrometheusHandle>,
+    pub service: tollgate_domain::service::ResourceService,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -93,6 +92,10 @@ async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
     let (in_use, idle) = state.store.pool_connections();
     metrics::gauge!("tollgate_db_pool_connections", "state" => "in_use").set(f64::from(in_use));
     metrics::gauge!("tollgate_db_pool_connections", "state" => "idle").set(f64::from(idle));
+    match tollgate_domain::delivery::queue_depth(&state.service).await {
+        Ok(depth) => metrics::gauge!("tollgate_webhook_queue_depth").set(depth as f64),
+        Err(error) => tracing::warn!(%error, "metrics: cannot read the webhook queue depth"),
+    }
     HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,

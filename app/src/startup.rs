@@ -270,6 +270,7 @@ impl Application {
             store: usage_stats.clone(),
             gateway: gateway.clone(),
             metrics,
+            service: service.clone(),
         });
         let admin_listener = TcpListener::bind(&config.admin_addr)
             .with_context(|| format!("cannot bind the admin listener {}", config.admin_addr))?;

@@ -757,6 +757,17 @@ pub async fn redeliver(
         .await
 }
 
+/// Work waiting for the dispatcher: committed events not yet fanned out plus queued delivery
+/// jobs (first attempts, retries, redeliveries).
+pub async fn queue_depth(service: &ResourceService) -> Result<u64, DomainError> {
+    let mut session = service.ports().store.read().await?;
+    let events = session
+        .count("events", &Cond::is_null("dispatched_at"))
+        .await?;
+    let jobs = session.count("webhook_jobs", &Cond::True).await?;
+    Ok(events + jobs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -177,6 +177,11 @@ impl WebhookSender for HttpWebhookSender {
             .await
             .unwrap_or(Err(DeliveryError::Timeout));
         let duration_ms = started.elapsed().as_millis() as u64;
+        let outcome = match &result {
+            Ok((status, _)) if (200..300).contains(status) => "success",
+            _ => "failure",
+        };
+        metrics::counter!("tollgate_webhook_deliveries_total", "outcome" => outcome).increment(1);
         match result {
             Ok((status, snippet)) => AttemptOutcome {
                 status_code: Some(status),

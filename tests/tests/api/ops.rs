@@ -251,3 +251,39 @@ async fn ready_reports_each_check() {
     let health = app.client.get(app.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn webhook_deliveries_and_queue_depth_are_exported() {
+    let app = spawn_app().await;
+    let receiver = tollgate_tests::receiver::Receiver::start().await;
+    let before = scrape(&app).await;
+    assert!(
+        before.contains("tollgate_webhook_queue_depth "),
+        "queue depth gauge:\n{before}"
+    );
+    let delivered = sample(
+        &before,
+        "tollgate_webhook_deliveries_total",
+        &[("outcome", "success")],
+    );
+    let hook = app
+        .create(
+            "webhooks",
+            "webhooks",
+            json!({"url": receiver.url, "events": ["plan.created"]}),
+            Value::Null,
+        )
+        .await
+        .id();
+    app.create_plan("Metered").await;
+    receiver.wait_for(1, Duration::from_secs(5)).await;
+    eventually(&app, |text| {
+        sample(
+            text,
+            "tollgate_webhook_deliveries_total",
+            &[("outcome", "success")],
+        ) > delivered
+    })
+    .await;
+    let _ = hook;
+}
