@@ -1262,11 +1262,17 @@ fn declare_path_parameters(paths: &mut Paths) {
                     "did" => "Id of the delivery.",
                     _ => "Path segment.",
                 };
+                let schema = match (name, rels_of_path(path)) {
+                    ("rel", Some(rels)) if !rels.is_empty() => {
+                        ty(Type::String).enum_values(Some(rels)).into()
+                    }
+                    _ => string(),
+                };
                 ParameterBuilder::new()
                     .name(name)
                     .parameter_in(ParameterIn::Path)
                     .required(Required::True)
-                    .schema(Some(string()))
+                    .schema(Some(schema))
                     .description(Some(description))
                     .build()
             })
@@ -1274,4 +1280,21 @@ fn declare_path_parameters(paths: &mut Paths) {
             .collect();
         item.parameters = Some(parameters);
     }
+}
+
+/// The relationship names of the type behind `/api/{path}/...`.
+fn rels_of_path(path: &str) -> Option<Vec<&'static str>> {
+    let segment = path.strip_prefix("/api/")?.split('/').next()?;
+    let rules = domain_resources::ALL
+        .into_iter()
+        .chain(domain_resources::READ_ONLY)
+        .find(|r| r.schema().path == segment)?;
+    Some(
+        rules
+            .schema()
+            .relationships
+            .iter()
+            .map(|r| r.name)
+            .collect(),
+    )
 }
