@@ -2,6 +2,7 @@
 //! a slow receiver lags behind; after a restart on the same database every committed change's
 //! event reaches the receiver, and nothing else does.
 
+mod common;
 #[path = "../../tests/src/receiver.rs"]
 #[allow(dead_code)]
 mod receiver;
@@ -17,39 +18,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::fresh_database_url;
 use receiver::Receiver;
-use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 const MT: &str = "application/vnd.api+json";
 const CHANGES: usize = 1_000;
 const CLIENTS: usize = 8;
-
-async fn fresh_database_url() -> String {
-    let name = format!(
-        "tg_test_{}",
-        ulid::Ulid::generate().to_string().to_lowercase()
-    );
-    if std::env::var("TOLLGATE_TEST_BACKEND").is_ok_and(|b| b == "postgres") {
-        let server = std::env::var("TOLLGATE_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let admin = Database::connect(&server)
-            .await
-            .expect("PostgreSQL reachable");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create database");
-        let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(&server);
-        format!("{base}/{name}")
-    } else {
-        format!(
-            "sqlite://{}?mode=rwc",
-            std::env::temp_dir().join(format!("{name}.db")).display()
-        )
-    }
-}
 
 fn tollgate(database_url: &str) -> Command {
     let mut command = Command::new(BIN);
