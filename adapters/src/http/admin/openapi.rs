@@ -265,7 +265,7 @@ fn resource_schemas(
     }
     let id: RefOr<Schema> = ty(Type::String)
         .pattern(Some(format!(
-            "^{}_[0-9A-HJKMNP-TV-Z]{{26}}$",
+            "^{}[0-9A-HJKMNP-TV-Z]{{26}}$",
             schema.id_prefix
         )))
         .into();
@@ -975,7 +975,18 @@ fn explicit_paths(mut paths: PathsBuilder) -> PathsBuilder {
                 "200",
                 ResponseBuilder::new()
                     .description(summary)
-                    .content(ct, ContentBuilder::new().schema(Some(string())).build())
+                    // YAML is a structured document (clients parse it); HTML and Prometheus
+                    // text are plain strings.
+                    .content(
+                        ct,
+                        ContentBuilder::new()
+                            .schema(Some(if ct == "application/yaml" {
+                                any_object()
+                            } else {
+                                string()
+                            }))
+                            .build(),
+                    )
                     .build(),
             )
             .securities(Some([SecurityRequirement::default()]))
