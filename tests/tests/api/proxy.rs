@@ -134,6 +134,19 @@ async fn routed_without_spending(app: &TestApp, path: &str) {
     .await;
 }
 
+/// Waits until the change reaches the proxy (the request is refused with `code`), then checks
+/// the error document.
+async fn until_refused(app: &TestApp, path: &str, key: &str, status: StatusCode, code: &str) {
+    within_a_second(|| async {
+        let r = call(app, path, key).await;
+        let got = r.status();
+        got == status && json_of(r).await["error"]["code"] == code
+    })
+    .await;
+    let r = call(app, path, key).await;
+    assert_error(r.status(), &json_of(r).await, status, code);
+}
+
 fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
     assert_eq!(status, expected, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
@@ -325,17 +338,14 @@ async fn every_refusal_of_the_lifecycle_has_its_code() {
     app.patch_attributes("users", "users", &s.user, json!({"status": "suspended"}))
         .await
         .expect(200);
-    within_a_second(|| async {
-        call(&app, "/v1/x", &s.key).await.status() == StatusCode::FORBIDDEN
-    })
-    .await;
-    let r = call(&app, "/v1/x", &s.key).await;
-    assert_error(
-        r.status(),
-        &json_of(r).await,
+    until_refused(
+        &app,
+        "/v1/x",
+        &s.key,
         StatusCode::FORBIDDEN,
         "USER_INACTIVE",
-    );
+    )
+    .await;
     app.patch_attributes("users", "users", &s.user, json!({"status": "active"}))
         .await
         .expect(200);
@@ -374,17 +384,14 @@ async fn every_refusal_of_the_lifecycle_has_its_code() {
     )
     .await
     .expect(200);
-    within_a_second(|| async {
-        call(&app, "/v1/x", &s.key).await.status() == StatusCode::FORBIDDEN
-    })
-    .await;
-    let r = call(&app, "/v1/x", &s.key).await;
-    assert_error(
-        r.status(),
-        &json_of(r).await,
+    until_refused(
+        &app,
+        "/v1/x",
+        &s.key,
         StatusCode::FORBIDDEN,
         "PLAN_NOT_ALLOWED",
-    );
+    )
+    .await;
 
     // Allowed plans include ours, but the route is limited to a group we are not in.
     let group = app
@@ -425,17 +432,14 @@ async fn every_refusal_of_the_lifecycle_has_its_code() {
     )
     .await
     .expect(200);
-    within_a_second(|| async {
-        call(&app, "/v1/x", &s.key).await.status() == StatusCode::SERVICE_UNAVAILABLE
-    })
-    .await;
-    let r = call(&app, "/v1/x", &s.key).await;
-    assert_error(
-        r.status(),
-        &json_of(r).await,
+    until_refused(
+        &app,
+        "/v1/x",
+        &s.key,
         StatusCode::SERVICE_UNAVAILABLE,
         "UPSTREAM_DISABLED",
-    );
+    )
+    .await;
 
     // Unreachable upstream → 502; slow upstream → 504.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -449,17 +453,14 @@ async fn every_refusal_of_the_lifecycle_has_its_code() {
     )
     .await
     .expect(200);
-    within_a_second(|| async {
-        call(&app, "/v1/x", &s.key).await.status() == StatusCode::BAD_GATEWAY
-    })
-    .await;
-    let r = call(&app, "/v1/x", &s.key).await;
-    assert_error(
-        r.status(),
-        &json_of(r).await,
+    until_refused(
+        &app,
+        "/v1/x",
+        &s.key,
         StatusCode::BAD_GATEWAY,
         "BAD_GATEWAY",
-    );
+    )
+    .await;
 
     app.patch_attributes(
         "upstreams",
@@ -824,17 +825,14 @@ async fn group_keys_reach_the_upstream_with_the_group_credential() {
     app.patch_attributes("groups", "groups", &group, json!({"status": "suspended"}))
         .await
         .expect(200);
-    within_a_second(|| async {
-        call(&app, "/x", &group_key).await.status() == StatusCode::FORBIDDEN
-    })
-    .await;
-    let r = call(&app, "/x", &group_key).await;
-    assert_error(
-        r.status(),
-        &json_of(r).await,
+    until_refused(
+        &app,
+        "/x",
+        &group_key,
         StatusCode::FORBIDDEN,
         "GROUP_SUSPENDED",
-    );
+    )
+    .await;
     assert_eq!(call(&app, "/x", &s.key).await.status(), StatusCode::OK);
 }
 

@@ -202,7 +202,7 @@ fn register(routes: &mut Routes, rules: &'static dyn ResourceRules) {
             r.route(web::post().to(actions::revoke_api_key))
         });
         routes.add(format!("/api/{path}/{{id}}/rotate"), "POST", |r| {
-            r.route(web::post().to(usage::rotate_api_key))
+            r.route(web::post().to(actions::rotate_api_key))
         });
     }
     routes.add(format!("/api/{path}"), "GET, POST", |r| {

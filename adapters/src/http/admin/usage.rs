@@ -1,21 +1,17 @@
-//! `GET /api/usage/summary` (proxy.md §7) and `POST /api/api-keys/{id}/rotate`.
+//! `GET /api/usage/summary` (proxy.md §7): totals of the request log, aggregated in the database.
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use serde_json::{Map, Value, json};
 use tollgate_domain::{
     query::{CmpOp, Cond},
-    resources::{api_keys, usage_records},
+    resources::usage_records,
     service::ResourceRules,
 };
 
-use super::context::{AdminState, read_body};
+use super::context::AdminState;
 use crate::http::{
     error::ApiError,
-    jsonapi::{
-        media,
-        query::{self, Families},
-        render,
-    },
+    jsonapi::{media, render},
 };
 
 /// Filters the summary accepts besides `filter[period]`.
@@ -117,111 +113,4 @@ pub async fn summary(
         StatusCode::OK,
         json!({"jsonapi": {"version": "1.1"}, "meta": meta}),
     ))
-}
-
-/// The optional rotation document: `{"data":{"type":"api_key_rotations","attributes":
-/// {"grace_seconds":3600}}}`.
-fn grace_seconds(body: &[u8]) -> Result<i64, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(api_keys::DEFAULT_ROTATION_GRACE_SECONDS);
-    }
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new("INVALID_JSON", format!("the body is not JSON: {e}")))?;
-    let data = doc
-        .get("data")
-        .and_then(Value::as_object)
-        .ok_or_else(|| ApiError::pointer("INVALID_DOCUMENT", "/data", "data must be an object"))?;
-    match data.get("type").and_then(Value::as_str) {
-        Some("api_key_rotations") => {}
-        Some(other) => {
-            return Err(ApiError::pointer(
-                "TYPE_MISMATCH",
-                "/data/type",
-                format!("expected api_key_rotations, got {other}"),
-            ));
-        }
-        None => {
-            return Err(ApiError::pointer(
-                "INVALID_DOCUMENT",
-                "/data/type",
-                "data.type is required",
-            ));
-        }
-    }
-    if let Some(member) = data
-        .keys()
-        .find(|k| !matches!(k.as_str(), "type" | "attributes"))
-    {
-        return Err(ApiError::pointer(
-            "INVALID_DOCUMENT",
-            format!("/data/{member}"),
-            format!("{member} is not allowed here"),
-        ));
-    }
-    let Some(attributes) = data.get("attributes") else {
-        return Ok(api_keys::DEFAULT_ROTATION_GRACE_SECONDS);
-    };
-    let attributes = attributes.as_object().ok_or_else(|| {
-        ApiError::pointer(
-            "INVALID_DOCUMENT",
-            "/data/attributes",
-            "attributes must be an object",
-        )
-    })?;
-    if let Some(unknown) = attributes.keys().find(|k| *k != "grace_seconds") {
-        return Err(ApiError::pointer(
-            "UNKNOWN_ATTRIBUTE",
-            format!("/data/attributes/{unknown}"),
-            format!("{unknown} is not an attribute of api_key_rotations"),
-        ));
-    }
-    match attributes.get("grace_seconds") {
-        None => Ok(api_keys::DEFAULT_ROTATION_GRACE_SECONDS),
-        Some(value) => value
-            .as_i64()
-            .filter(|g| (0..=api_keys::MAX_ROTATION_GRACE_SECONDS).contains(g))
-            .ok_or_else(|| {
-                ApiError::pointer(
-                    "VALIDATION_ERROR",
-                    "/data/attributes/grace_seconds",
-                    "grace_seconds must be an integer from 0 to 604800",
-                )
-            }),
-    }
-}
-
-/// `POST /api/api-keys/{id}/rotate`.
-pub async fn rotate_api_key(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AdminState>,
-) -> Result<HttpResponse, ApiError> {
-    let rules = &api_keys::ApiKeys;
-    let schema = rules.schema();
-    let actor = state.authenticate(&req).await?;
-    media::check_accept(&req)?;
-    let body = read_body(&req, body).await?;
-    let grace = grace_seconds(&body)?;
-    let params = query::parse(
-        req.query_string(),
-        schema,
-        Families::Single,
-        actor.role,
-        state.service.now(),
-    )?;
-    let id = req.match_info().get("id").unwrap_or_default().to_owned();
-    let key_id = id.clone();
-    let (row, secret) = state
-        .service
-        .transact(&actor, move |ctx| {
-            Box::pin(async move { api_keys::rotate(ctx, &key_id, grace).await })
-        })
-        .await?;
-    let previous_until = row
-        .get("previous_key_expires_at")
-        .and_then(Value::as_i64)
-        .map(|ms| tollgate_domain::Timestamp::from_millis(ms).to_string());
-    let mut doc = super::actions::api_key_document(&state, &actor, &params, &id).await?;
-    doc["data"]["meta"] = json!({"key": secret, "previous_key_expires_at": previous_until});
-    Ok(render::json_api(StatusCode::OK, doc))
 }
