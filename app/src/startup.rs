@@ -330,7 +330,6 @@ impl Application {
         let proxy = HttpServer::new(move || {
             App::new()
                 .app_data(proxy_gateway.clone())
-                .wrap(from_fn(request_id::middleware))
                 .configure(proxy::configure)
         })
         .workers(workers)

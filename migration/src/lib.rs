@@ -12,6 +12,7 @@ mod m0001_foundation;
 mod m0002_live_counts;
 mod m0003_usage;
 mod m0004_webhook_deliveries;
+mod m0005_usage_group_index;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_live_counts::Migration),
             Box::new(m0003_usage::Migration),
             Box::new(m0004_webhook_deliveries::Migration),
+            Box::new(m0005_usage_group_index::Migration),
         ]
     }
 }

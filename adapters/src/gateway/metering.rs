@@ -65,24 +65,27 @@ async fn flush(
     batch: &mut Vec<UsageRecord>,
     last_used: &mut HashMap<String, i64>,
 ) {
-    // One retry: a busy database gets a second chance before the batch is dropped.
-    let mut written = false;
+    // One retry: a busy database gets a second chance before the rest of the batch is
+    // dropped. Chunks commit on their own, so the retry starts after the stored ones.
+    let mut stored = 0;
     for attempt in 0..2 {
-        match gateway.usage_log.append(batch).await {
+        match gateway.usage_log.append(&batch[stored..]).await {
             Ok(()) => {
-                written = true;
+                stored = batch.len();
                 break;
             }
             Err(e) => {
-                tracing::warn!(error = %e, attempt, records = batch.len(), "cannot write usage records");
+                stored += e.written;
+                tracing::warn!(error = %e, attempt, records = batch.len() - stored, "cannot write usage records");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     }
-    if !written {
-        gateway
-            .dropped
-            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    if stored < batch.len() {
+        gateway.dropped.fetch_add(
+            (batch.len() - stored) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
     let now = gateway.now();
     let mut due: Vec<(String, i64)> = Vec::new();

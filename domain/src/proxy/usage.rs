@@ -116,12 +116,24 @@ pub struct UsageGroup {
     pub totals: UsageTotals,
 }
 
+/// A batch append that stopped part-way: the first `written` records are stored.
+#[derive(Debug, thiserror::Error)]
+#[error("{written} usage records stored, then: {source}")]
+pub struct AppendError {
+    pub written: usize,
+    #[source]
+    pub source: StoreError,
+}
+
 /// The request log's storage. Appends come in batches off the request path; a summary is
 /// aggregated in the database, never by reading every record into memory.
 #[async_trait::async_trait]
 pub trait UsageLog: Send + Sync + 'static {
-    /// Appends a batch atomically (one transaction, multi-row inserts).
-    async fn append(&self, records: &[UsageRecord]) -> Result<(), StoreError>;
+    /// Appends a batch in order, in chunks that each commit on their own (one transaction
+    /// per chunk keeps the database's per-statement rollback journal out of the hot write).
+    /// On failure it reports how many leading records were stored, so a retry neither loses
+    /// nor duplicates any.
+    async fn append(&self, records: &[UsageRecord]) -> Result<(), AppendError>;
 
     /// Totals over `cond`, and with `group_by` (a column) the 100 largest groups by requests.
     async fn summarize(

@@ -11,6 +11,7 @@ mod plans;
 mod proxy;
 mod routes;
 mod upstreams;
+mod usage_log;
 mod users;
 mod webhook_delivery;
 mod webhooks;

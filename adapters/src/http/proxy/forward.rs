@@ -99,30 +99,51 @@ fn request_body(
     StreamBody::new(chunks).boxed_unsync()
 }
 
+/// Names Tollgate sets on the way out, made once.
+mod out_names {
+    use http::HeaderName;
+    pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    pub static X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+    pub static X_KEY_ID: HeaderName = HeaderName::from_static("x-key-id");
+    pub static X_PLAN_ID: HeaderName = HeaderName::from_static("x-plan-id");
+    pub static X_GROUP_ID: HeaderName = HeaderName::from_static("x-group-id");
+}
+
 fn outgoing_headers(req: &HttpRequest, target: &Target, authority: &str) -> http::HeaderMap {
+    use headers::put;
+    use out_names::*;
     let mut out = headers::request_headers(req.headers(), target.key_in_authorization);
-    headers::set(&mut out, "host", authority);
-    let forwarded_for = target
-        .forwarded_for
-        .clone()
-        .unwrap_or_else(|| target.client_ip.to_string());
-    headers::set(&mut out, "x-forwarded-for", &forwarded_for);
-    headers::set(&mut out, "x-forwarded-proto", "http");
+    put(&mut out, &http::header::HOST, authority);
+    match &target.forwarded_for {
+        Some(chain) => put(&mut out, &X_FORWARDED_FOR, chain),
+        None => {
+            let mut ip = [0u8; 64];
+            let text = format_ip(target.client_ip, &mut ip);
+            put(&mut out, &X_FORWARDED_FOR, text);
+        }
+    }
+    out.insert(
+        X_FORWARDED_PROTO.clone(),
+        http::HeaderValue::from_static("http"),
+    );
     if !target.host.is_empty() {
         let original = req
             .headers()
             .get("host")
             .and_then(|v| v.to_str().ok())
             .unwrap_or(&target.host);
-        headers::set(&mut out, "x-forwarded-host", original);
+        put(&mut out, &X_FORWARDED_HOST, original);
     }
-    headers::set(&mut out, "x-request-id", &target.request_id);
+    put(&mut out, &X_REQUEST_ID, &target.request_id);
     if let Some(caller) = &target.caller {
-        headers::set(&mut out, "x-user-id", &caller.key.user_id);
-        headers::set(&mut out, "x-key-id", &caller.key.id);
-        headers::set(&mut out, "x-plan-id", &caller.plan.id);
+        put(&mut out, &X_USER_ID, &caller.key.user_id);
+        put(&mut out, &X_KEY_ID, &caller.key.id);
+        put(&mut out, &X_PLAN_ID, &caller.plan.id);
         if let Some(group) = &caller.key.group_id {
-            headers::set(&mut out, "x-group-id", group);
+            put(&mut out, &X_GROUP_ID, group);
         }
     }
     let upstream = &target.upstream;
@@ -136,17 +157,28 @@ fn outgoing_headers(req: &HttpRequest, target: &Target, authority: &str) -> http
     if let Some(credential) = upstream.credential(group) {
         match (upstream.auth_type, &upstream.auth_header) {
             (AuthType::Bearer, _) => {
-                headers::set(&mut out, "authorization", &format!("Bearer {credential}"));
+                let value = format!("Bearer {credential}");
+                put(&mut out, &http::header::AUTHORIZATION, &value);
             }
             (AuthType::Basic, _) => {
                 let encoded = base64::engine::general_purpose::STANDARD.encode(credential);
-                headers::set(&mut out, "authorization", &format!("Basic {encoded}"));
+                let value = format!("Basic {encoded}");
+                put(&mut out, &http::header::AUTHORIZATION, &value);
             }
             (AuthType::Header, Some(name)) => headers::set(&mut out, name, credential),
             _ => {}
         }
     }
     out
+}
+
+/// The address as text without a heap allocation.
+fn format_ip(ip: IpAddr, buffer: &mut [u8; 64]) -> &str {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    let _ = write!(cursor, "{ip}");
+    let len = cursor.position() as usize;
+    std::str::from_utf8(&buffer[..len]).unwrap_or_default()
 }
 
 /// `tollgate_upstream_errors_total{upstream,kind}` (the upstream's id: bounded, stable).
@@ -235,6 +267,10 @@ pub async fn forward(
     let status = StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut builder = HttpResponse::build(status);
     headers::response_headers(&parts.headers, &mut builder);
+    builder.insert_header((
+        super::X_REQUEST_ID.clone(),
+        super::header_text(&metering.record.request_id),
+    ));
     limits.apply(&mut builder, gateway.now());
     let length = parts
         .headers

@@ -59,6 +59,13 @@ pub fn request_headers(incoming: &ActixHeaders, key_in_authorization: bool) -> H
     out
 }
 
+/// Sets a header whose name is known, skipping values that are not valid header text.
+pub fn put(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name.clone(), value);
+    }
+}
+
 /// Sets a header from text, skipping values that are not valid header text.
 pub fn set(headers: &mut HeaderMap, name: &str, value: &str) {
     if let (Ok(name), Ok(value)) = (

@@ -5,11 +5,14 @@
 mod forward;
 mod headers;
 
-use std::{net::IpAddr, sync::Arc, time::Instant};
+use std::{cell::RefCell, collections::HashMap, net::IpAddr, sync::Arc, time::Instant};
 
 use actix_web::{
-    HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder,
-    http::{StatusCode, header},
+    HttpRequest, HttpResponse, HttpResponseBuilder,
+    http::{
+        StatusCode,
+        header::{self, HeaderName, HeaderValue},
+    },
     web,
 };
 use serde_json::json;
@@ -26,14 +29,40 @@ use tollgate_domain::{
 
 use crate::{
     gateway::{BucketKey, Gateway, QuotaState},
-    http::request_id::{self, RequestId},
+    http::request_id,
 };
 
 /// A proxy error body (errors.md §4).
-pub fn proxy_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::build(status).json(json!({
-        "error": {"code": code, "message": message, "request_id": request_id::current()}
-    }))
+pub fn proxy_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &str,
+) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((X_REQUEST_ID.clone(), header_text(request_id)))
+        .json(json!({
+            "error": {"code": code, "message": message, "request_id": request_id}
+        }))
+}
+
+/// Names set on every answer, made once (parsing a name per answer showed in profiles).
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+static X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+static X_QUOTA_LIMIT: HeaderName = HeaderName::from_static("x-quota-limit");
+static X_QUOTA_USED: HeaderName = HeaderName::from_static("x-quota-used");
+static X_QUOTA_REMAINING: HeaderName = HeaderName::from_static("x-quota-remaining");
+static X_QUOTA_RESET: HeaderName = HeaderName::from_static("x-quota-reset");
+
+/// A header value from text we made (ids, timestamps); never fails for those.
+fn header_text(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// What is known about a request so far; becomes its usage record.
@@ -75,21 +104,63 @@ pub fn status_class(status: u16) -> &'static str {
     }
 }
 
+/// A route's metric handles, kept per worker thread: looking a labelled metric up in the
+/// registry on every request (building its key, hashing the labels) showed in profiles.
+struct RouteMetrics {
+    duration: metrics::Histogram,
+    requests: HashMap<(&'static str, &'static str), metrics::Counter>,
+}
+
+thread_local! {
+    static ROUTE_METRICS: RefCell<HashMap<String, RouteMetrics>> = RefCell::new(HashMap::new());
+}
+
+impl RouteMetrics {
+    fn with(route: &str, f: impl FnOnce(&mut RouteMetrics)) {
+        ROUTE_METRICS.with(|all| {
+            let mut all = all.borrow_mut();
+            if !all.contains_key(route) {
+                let duration = metrics::histogram!(
+                    "tollgate_proxy_request_duration_seconds",
+                    "route" => route.to_owned()
+                );
+                all.insert(
+                    route.to_owned(),
+                    RouteMetrics {
+                        duration,
+                        requests: HashMap::new(),
+                    },
+                );
+            }
+            if let Some(metrics) = all.get_mut(route) {
+                f(metrics);
+            }
+        });
+    }
+}
+
 /// Metrics and the per-request log line. Labels are route ids, status classes and error
 /// codes only — never key or user ids.
 fn observe(metering: &Metering, seconds: f64) {
     let record = &metering.record;
-    let route = record.route_id.clone().unwrap_or_else(|| "none".to_owned());
+    let route = record.route_id.as_deref().unwrap_or("none");
     let code = record.error_code.unwrap_or("OK");
-    metrics::counter!(
-        "tollgate_proxy_requests_total",
-        "route" => route.clone(),
-        "status" => status_class(record.status_code),
-        "code" => code,
-    )
-    .increment(1);
-    metrics::histogram!("tollgate_proxy_request_duration_seconds", "route" => route.clone())
-        .record(seconds);
+    let class = status_class(record.status_code);
+    RouteMetrics::with(route, |metrics| {
+        metrics.duration.record(seconds);
+        metrics
+            .requests
+            .entry((class, code))
+            .or_insert_with(|| {
+                metrics::counter!(
+                    "tollgate_proxy_requests_total",
+                    "route" => route.to_owned(),
+                    "status" => class,
+                    "code" => code,
+                )
+            })
+            .increment(1);
+    });
     if record.error_code.is_some() && record.status_code < 500 {
         metrics::counter!("tollgate_proxy_rejected_total", "code" => code).increment(1);
     }
@@ -99,7 +170,7 @@ fn observe(metering: &Metering, seconds: f64) {
         request_id = %record.request_id,
         method = %record.method,
         path = %record.path,
-        route = %route,
+        route,
         status = record.status_code,
         code,
         latency_ms = seconds * 1000.0,
@@ -117,23 +188,32 @@ pub(crate) struct LimitHeaders {
 
 impl LimitHeaders {
     fn apply(&self, response: &mut HttpResponseBuilder, now: Timestamp) {
+        let mut set = |name: &HeaderName, value: HeaderValue| {
+            response.insert_header((name.clone(), value));
+        };
         if let Some(rate) = &self.rate {
             let reset_at = now.unix_seconds() as u64 + rate.reset_seconds;
-            response
-                .insert_header(("RateLimit-Limit", rate.limit))
-                .insert_header(("RateLimit-Remaining", rate.remaining))
-                .insert_header(("RateLimit-Reset", rate.reset_seconds))
-                .insert_header(("RateLimit-Policy", format!("{};w=60", rate.limit)))
-                .insert_header(("X-RateLimit-Limit", rate.limit))
-                .insert_header(("X-RateLimit-Remaining", rate.remaining))
-                .insert_header(("X-RateLimit-Reset", reset_at));
+            let limit = HeaderValue::from(rate.limit);
+            let remaining = HeaderValue::from(rate.remaining);
+            set(&RATELIMIT_LIMIT, limit.clone());
+            set(&RATELIMIT_REMAINING, remaining.clone());
+            set(&RATELIMIT_RESET, HeaderValue::from(rate.reset_seconds));
+            set(
+                &RATELIMIT_POLICY,
+                header_text(&format!("{};w=60", rate.limit)),
+            );
+            set(&X_RATELIMIT_LIMIT, limit);
+            set(&X_RATELIMIT_REMAINING, remaining);
+            set(&X_RATELIMIT_RESET, HeaderValue::from(reset_at));
         }
         if let Some(quota) = &self.quota {
-            response
-                .insert_header(("X-Quota-Limit", quota.limit))
-                .insert_header(("X-Quota-Used", quota.used))
-                .insert_header(("X-Quota-Remaining", quota.limit.saturating_sub(quota.used)))
-                .insert_header(("X-Quota-Reset", quota.period.next.to_string()));
+            set(&X_QUOTA_LIMIT, HeaderValue::from(quota.limit));
+            set(&X_QUOTA_USED, HeaderValue::from(quota.used));
+            set(
+                &X_QUOTA_REMAINING,
+                HeaderValue::from(quota.limit.saturating_sub(quota.used)),
+            );
+            set(&X_QUOTA_RESET, header_text(&quota.period.next.to_string()));
         }
     }
 }
@@ -147,6 +227,10 @@ fn refuse(
     let status =
         StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = HttpResponse::build(status);
+    response.insert_header((
+        X_REQUEST_ID.clone(),
+        header_text(&metering.record.request_id),
+    ));
     limits.apply(&mut response, gateway.now());
     match &refusal {
         Refusal::MissingApiKey => {
@@ -176,6 +260,12 @@ fn refuse(
         body.len() as u64,
     );
     response
+}
+
+fn ok_health(request_id: &str) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((X_REQUEST_ID.clone(), header_text(request_id)))
+        .json(json!({"status": "ok"}))
 }
 
 /// The host the client asked for: `Host` (or the URI authority), port removed, lower-case.
@@ -251,27 +341,25 @@ async fn handle(
     let now = gateway.now();
     let path = req.path().to_owned();
     let method = req.method().as_str().to_owned();
+    // The proxy sets `X-Request-Id` itself (no middleware on this listener: it is the hot path).
+    let request_id = request_id::from_header(req.headers().get(&X_REQUEST_ID));
     if path == "/_tollgate/health" {
         // Reserved: never routed, whatever the method.
         return if method == "GET" {
-            HttpResponse::Ok().json(json!({"status": "ok"}))
+            ok_health(&request_id)
         } else {
             let mut response = proxy_error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "METHOD_NOT_ALLOWED",
                 "GET only",
+                &request_id,
             );
             response
                 .headers_mut()
-                .insert(header::ALLOW, header::HeaderValue::from_static("GET"));
+                .insert(header::ALLOW, HeaderValue::from_static("GET"));
             response
         };
     }
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_else(request_id::generate);
     let host = request_host(&req);
     let (ip, forwarded_for) = client_ip(&req, gateway);
     let user_agent: String = req
@@ -313,7 +401,7 @@ async fn handle(
         }
         Lookup::NotFound => {
             if path == "/health" && method == "GET" {
-                return HttpResponse::Ok().json(json!({"status": "ok"}));
+                return ok_health(&metering.record.request_id);
             }
             return refuse(gateway, Refusal::RouteNotFound, metering, &limits);
         }
