@@ -53,10 +53,6 @@ impl SeaStore {
                     // in memory instead of spilling and being read back.
                     .pragma("cache_size", "-16384")
                     .pragma("temp_store", "memory")
-                    // Checkpoint every ~40 MiB of WAL instead of ~4 MiB: the usage log's
-                    // appends would otherwise pay a checkpoint (copy + fsync) several times a
-                    // second under proxy load.
-                    .pragma("wal_autocheckpoint", "10000")
             });
         }
         let db = Database::connect(options)
