@@ -82,10 +82,11 @@ async fn flush(
         }
     }
     if stored < batch.len() {
-        gateway.dropped.fetch_add(
-            (batch.len() - stored) as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        let lost = (batch.len() - stored) as u64;
+        gateway
+            .dropped
+            .fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!("tollgate_usage_dropped_total").increment(lost);
     }
     let now = gateway.now();
     let mut due: Vec<(String, i64)> = Vec::new();
