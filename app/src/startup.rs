@@ -215,6 +215,12 @@ impl Application {
         let outbox_signal = store.outbox_signal();
         let change_signal = store.change_signal();
         let usage_stats = store.clone();
+        // The usage writer keeps a connection of its own: on SQLite a connection's page cache
+        // is dropped whenever another connection commits, and a pool hands out its connections
+        // in turn, so every batch read its index pages back from disk.
+        let usage_writer = SeaStore::connect(&config.database_url, 1)
+            .await
+            .context("cannot open the usage writer's database connection")?;
         let (service, auth) = services(store, &config).await?;
         let dispatcher = Dispatcher {
             service: service.clone(),
@@ -235,7 +241,7 @@ impl Application {
         let ports = service.ports().clone();
         let (gateway, usage_records) = Gateway::new(
             ports.store.clone(),
-            Arc::new(usage_stats.clone()),
+            Arc::new(usage_writer),
             ports.vault.clone(),
             ports.clock.clone(),
             ports.ids.clone(),

@@ -229,6 +229,14 @@ pub enum FilterKind {
     Attr(&'static str, AttrType),
     /// Linkage equals the id (`none` = null).
     ToOne(&'static str),
+    /// Like `ToOne`, and the rows must also belong to the related rows' owners (`owner IN
+    /// (SELECT owner FROM table WHERE id IN …)`): the same rows, found through the owner's
+    /// index where the linkage column has none.
+    ToOneThroughOwner {
+        column: &'static str,
+        table: &'static str,
+        owner: &'static str,
+    },
     /// Anything else: a function from the raw values to a condition.
     Custom(fn(&[String], Timestamp) -> Result<Cond, String>),
 }
@@ -250,6 +258,21 @@ impl FilterSpec {
         Self {
             name,
             kind: FilterKind::ToOne(column),
+        }
+    }
+    pub const fn to_one_through_owner(
+        name: &'static str,
+        column: &'static str,
+        table: &'static str,
+        owner: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            kind: FilterKind::ToOneThroughOwner {
+                column,
+                table,
+                owner,
+            },
         }
     }
     pub const fn custom(
@@ -361,7 +384,7 @@ impl ResourceSchema {
                             .collect::<Result<Vec<_>, _>>()?;
                         Ok(Cond::is_in(column, parsed))
                     }
-                    FilterKind::ToOne(column) => {
+                    FilterKind::ToOne(column) | FilterKind::ToOneThroughOwner { column, .. } => {
                         let (none, ids): (Vec<_>, Vec<_>) =
                             values.iter().partition(|v| v.as_str() == "none");
                         let mut any = Vec::new();
@@ -369,7 +392,19 @@ impl ResourceSchema {
                             any.push(Cond::is_null(column));
                         }
                         if !ids.is_empty() {
-                            any.push(Cond::is_in(column, ids.iter().map(|v| json!(v)).collect()));
+                            let ids: Vec<Value> = ids.iter().map(|v| json!(v)).collect();
+                            let linked = Cond::is_in(column, ids.clone());
+                            any.push(match spec.kind {
+                                FilterKind::ToOneThroughOwner { table, owner, .. } => {
+                                    linked.and(Cond::InSelect {
+                                        column: owner.to_owned(),
+                                        table: table.to_owned(),
+                                        select: owner.to_owned(),
+                                        cond: Box::new(Cond::is_in("id", ids)),
+                                    })
+                                }
+                                _ => linked,
+                            });
                         }
                         Ok(if any.len() == 1 {
                             any.remove(0)

@@ -13,6 +13,7 @@ mod m0002_live_counts;
 mod m0003_usage;
 mod m0004_webhook_deliveries;
 mod m0005_usage_group_index;
+mod m0006_usage_key_index;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_usage::Migration),
             Box::new(m0004_webhook_deliveries::Migration),
             Box::new(m0005_usage_group_index::Migration),
+            Box::new(m0006_usage_key_index::Migration),
         ]
     }
 }

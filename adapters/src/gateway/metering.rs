@@ -1,5 +1,5 @@
-//! The usage writer: drains the metering channel in batches (≤ 500 records or ≤ 1 s), so
-//! requests never wait for the database. Also keeps `api_keys.last_used_at` (at most once a
+//! The usage writer: drains the metering channel once a second and writes what it found as
+//! one batch, so requests never wait for the database. Also keeps `api_keys.last_used_at` (at most once a
 //! minute per key) and prunes records past retention.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -15,8 +15,10 @@ use tollgate_domain::{
 use super::Gateway;
 
 /// How often the writer drains the channel. Waking per record would cost more CPU than the
-/// write itself at proxy rates; a timer tick drains everything that arrived since.
-const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// write itself at proxy rates; a timer tick drains everything that arrived since. A second's
+/// records per batch: on SQLite a record cost 24 µs of CPU in quarter-second batches and 21 µs
+/// in one-second ones at 15,000 requests/s (`examples/usage_append.rs`).
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const LAST_USED_EVERY_MS: i64 = 60_000;
 
 /// Runs until told to stop (or every sender is gone), then writes what is left.

@@ -5,7 +5,8 @@
 
 use async_trait::async_trait;
 use sea_orm::{
-    ConnectionTrait, DbBackend, QueryResult, Statement, Value,
+    ConnectionTrait, DbBackend, QueryResult, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait, Value,
     sea_query::{Alias, Expr, Order, Query},
 };
 use tollgate_domain::{
@@ -15,9 +16,15 @@ use tollgate_domain::{
 };
 
 /// Rows per `INSERT`: 1,500 × 21 columns stays under SQLite's 32,766 bound parameters
-/// (PostgreSQL allows 65,535). Few, large statements: each commit rewrites the index pages it
-/// touched, so a quarter-second batch should take one or two.
+/// (PostgreSQL allows 65,535).
 const ROWS_PER_INSERT: usize = 1500;
+
+/// Rows per transaction. A commit writes every page it changed, and with many keys that is
+/// one index page per key however few rows each key got, so rows per commit is what makes
+/// a record cheap: measured on SQLite with 1,000 keys (`examples/usage_append.rs`), 34 µs of
+/// CPU per record at 1,500 rows per commit, 21 µs at 15,000. 7,500 keeps SQLite's write
+/// lock to about a tenth of a second, so admin writes never wait long behind a batch.
+const ROWS_PER_COMMIT: usize = 7_500;
 
 const COLUMNS: [&str; 21] = [
     "id",
@@ -156,19 +163,27 @@ impl UsageLog for SeaStore {
         let db = self.connection();
         let backend = db.get_database_backend();
         let mut written = 0;
-        for chunk in records.chunks(ROWS_PER_INSERT) {
-            let mut values = Vec::with_capacity(chunk.len() * COLUMNS.len());
-            for record in chunk {
-                push_values(record, &mut values);
-            }
-            let insert =
-                Statement::from_sql_and_values(backend, insert_sql(backend, chunk.len()), values);
-            // Autocommit: one statement, one transaction.
-            db.execute_raw(insert).await.map_err(|e| AppendError {
+        for commit in records.chunks(ROWS_PER_COMMIT) {
+            let failed = |e| AppendError {
                 written,
                 source: store_error(e),
-            })?;
-            written += chunk.len();
+            };
+            let options = TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            };
+            let tx = db.begin_with_options(options).await.map_err(failed)?;
+            for chunk in commit.chunks(ROWS_PER_INSERT) {
+                let mut values = Vec::with_capacity(chunk.len() * COLUMNS.len());
+                for record in chunk {
+                    push_values(record, &mut values);
+                }
+                let sql = insert_sql(backend, chunk.len());
+                let insert = Statement::from_sql_and_values(backend, sql, values);
+                tx.execute_raw(insert).await.map_err(failed)?;
+            }
+            tx.commit().await.map_err(failed)?;
+            written += commit.len();
         }
         Ok(())
     }

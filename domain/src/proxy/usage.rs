@@ -129,10 +129,10 @@ pub struct AppendError {
 /// aggregated in the database, never by reading every record into memory.
 #[async_trait::async_trait]
 pub trait UsageLog: Send + Sync + 'static {
-    /// Appends a batch in order, in chunks that each commit on their own (one transaction
-    /// per chunk keeps the database's per-statement rollback journal out of the hot write).
-    /// On failure it reports how many leading records were stored, so a retry neither loses
-    /// nor duplicates any.
+    /// Appends a batch in order, in chunks that each commit on their own (large enough that a
+    /// commit's page writes are shared by many records, small enough that the database's
+    /// write lock is never held long). On failure it reports how many leading records were
+    /// stored, so a retry neither loses nor duplicates any.
     async fn append(&self, records: &[UsageRecord]) -> Result<(), AppendError>;
 
     /// Totals over `cond`, and with `group_by` (a column) the 100 largest groups by requests.

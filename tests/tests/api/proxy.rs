@@ -875,6 +875,71 @@ async fn usage_records(app: &TestApp, query: &str, at_least: usize) -> Value {
     }
 }
 
+/// `filter[api_key]` on the request log and the summary: the key's records only, not those of
+/// its owner's other keys nor of another user's (the log has no key index; the filter goes
+/// through the owner's).
+#[tokio::test]
+async fn usage_filters_by_key() {
+    let app = spawn_app().await;
+    let upstream = Upstream::start().await;
+    let s = setup(&app, &upstream.url, json!({}), json!({})).await;
+    let (second_key, second_id) = create_key(&app, &s.user, Value::Null).await;
+    let stranger = user_on(&app, "stranger@example.com", &s.plan).await;
+    let (stranger_key, stranger_id) = create_key(&app, &stranger, Value::Null).await;
+    routed(&app, "/a", &s.key).await;
+    routed(&app, "/b", &second_key).await;
+    routed(&app, "/c", &stranger_key).await;
+    for _ in 0..2 {
+        call(&app, "/a", &s.key).await;
+        call(&app, "/b", &second_key).await;
+    }
+    call(&app, "/unkeyed", "tg_live_bad").await;
+    // `routed` stops at the first answer with the key: 3 records for each of the owner's keys
+    // (a key the proxy does not know yet is refused without a key id), 1 for the stranger's.
+    let keys_listed = |body: &Value| -> Vec<String> {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r["relationships"]["api_key"]["data"]["id"]
+                    .as_str()
+                    .unwrap_or("none")
+                    .to_owned()
+            })
+            .collect()
+    };
+    let query = format!("page[size]=100&filter[api_key]={}", s.key_id);
+    let keys = keys_listed(&usage_records(&app, &query, 3).await);
+    assert_eq!(keys, vec![s.key_id.clone(); 3]);
+
+    let query = format!("page[size]=100&filter[api_key]={second_id},{stranger_id}");
+    let mut keys = keys_listed(&usage_records(&app, &query, 4).await);
+    keys.sort();
+    let mut expected = vec![second_id.clone(); 3];
+    expected.push(stranger_id.clone());
+    expected.sort();
+    assert_eq!(keys, expected);
+
+    let keys = keys_listed(&usage_records(&app, "page[size]=100&filter[api_key]=none", 1).await);
+    assert!(keys.iter().all(|k| k == "none"), "{keys:?}");
+
+    let unknown = app
+        .get("/api/usage?filter[api_key]=key_00000000000000000000000000")
+        .await;
+    unknown.expect(200);
+    assert_eq!(unknown.body["data"].as_array().unwrap().len(), 0);
+
+    let summary = app
+        .get(&format!(
+            "/api/usage/summary?filter[period]=1h&filter[api_key]={}",
+            s.key_id
+        ))
+        .await;
+    summary.expect(200);
+    assert_eq!(summary.body["meta"]["totals"]["requests"], 3);
+}
+
 #[tokio::test]
 async fn every_outcome_is_metered_and_summarised() {
     let app = spawn_app().await;

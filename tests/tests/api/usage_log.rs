@@ -1,5 +1,5 @@
 //! The usage log's batch append on the real database: a batch larger than one statement is
-//! stored whole, and a failing chunk reports how many records before it were stored, so the
+//! stored whole, and a failing commit reports how many records before it were stored, so the
 //! metering writer's retry neither loses nor duplicates records.
 
 use sea_orm::{ConnectionTrait, Database};
@@ -50,27 +50,27 @@ async fn batches_span_statements_and_a_failure_says_how_far_it_got() {
         .await
         .expect("store");
 
-    // 3,100 records: more than two statements' worth.
+    // 3,100 records: more than two statements' worth, one commit.
     let first: Vec<UsageRecord> = fresh_ids(3_100).iter().map(|id| record(id)).collect();
     store.append(&first).await.expect("append");
     assert_eq!(stored(&app).await, 3_100);
 
-    // 1,500 new records, then a duplicate id in the next chunk: the first chunk stays stored
-    // and the error says so.
-    let mut second: Vec<UsageRecord> = fresh_ids(1_500).iter().map(|id| record(id)).collect();
+    // 7,500 new records (one commit's worth), then a duplicate id in the next commit: the
+    // first commit stays stored and the error says so.
+    let mut second: Vec<UsageRecord> = fresh_ids(7_500).iter().map(|id| record(id)).collect();
     second.push(record(&first[0].id));
     second.extend(fresh_ids(5).iter().map(|id| record(id)));
     let error = store
         .append(&second)
         .await
         .expect_err("a duplicate id fails its chunk");
-    assert_eq!(error.written, 1_500);
-    assert_eq!(stored(&app).await, 3_100 + 1_500);
+    assert_eq!(error.written, 7_500);
+    assert_eq!(stored(&app).await, 3_100 + 7_500);
 
     // The writer retries after what was stored (here: past the duplicate).
     store
         .append(&second[error.written + 1..])
         .await
         .expect("retry");
-    assert_eq!(stored(&app).await, 3_100 + 1_500 + 5);
+    assert_eq!(stored(&app).await, 3_100 + 7_500 + 5);
 }

@@ -670,7 +670,8 @@ fn list_parameters(schema: &ResourceSchema) -> Vec<Parameter> {
             tollgate_domain::schema::FilterKind::Attr(..) => {
                 (string(), "Comma-separated values (any of).".to_owned())
             }
-            tollgate_domain::schema::FilterKind::ToOne(_) => (
+            tollgate_domain::schema::FilterKind::ToOne(_)
+            | tollgate_domain::schema::FilterKind::ToOneThroughOwner { .. } => (
                 string(),
                 "Comma-separated ids of the related resource; `none` = no linkage.".to_owned(),
             ),
