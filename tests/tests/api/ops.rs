@@ -252,6 +252,55 @@ async fn ready_reports_each_check() {
     assert_eq!(health.status(), StatusCode::OK);
 }
 
+/// A migration the database has not applied makes `/ready` answer 503 and name the check,
+/// and applying it makes it ready again.
+#[tokio::test]
+async fn ready_fails_while_a_migration_is_pending() {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let app = spawn_app().await;
+    let db = Database::connect(&app.database_url).await.expect("connect");
+    let backend = db.get_database_backend();
+    let newest = db
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT version, applied_at FROM seaql_migrations ORDER BY version DESC LIMIT 1",
+        ))
+        .await
+        .expect("read the migration table")
+        .expect("a migration row");
+    let version: String = newest.try_get("", "version").expect("version");
+    let applied_at: i64 = newest.try_get("", "applied_at").expect("applied_at");
+    db.execute_raw(Statement::from_string(
+        backend,
+        format!("DELETE FROM seaql_migrations WHERE version = '{version}'"),
+    ))
+    .await
+    .expect("forget the newest migration");
+
+    let response = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["checks"]["migrations"]["status"], "failed", "{body}");
+    assert_eq!(
+        body["checks"]["migrations"]["detail"],
+        "1 migration(s) pending"
+    );
+    assert_eq!(body["checks"]["database"]["status"], "ok");
+    assert_eq!(body["checks"]["proxy_config"]["status"], "ok");
+
+    db.execute_raw(Statement::from_string(
+        backend,
+        format!(
+            "INSERT INTO seaql_migrations (version, applied_at) VALUES ('{version}', {applied_at})"
+        ),
+    ))
+    .await
+    .expect("put the migration back");
+    let response = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn webhook_deliveries_and_queue_depth_are_exported() {
     let app = spawn_app().await;
