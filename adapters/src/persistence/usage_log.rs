@@ -27,11 +27,11 @@ fn rows_per_insert(backend: DbBackend) -> usize {
     }
 }
 
-/// Rows per transaction. A commit writes every page it changed, and with many keys that is
-/// one index page per key however few rows each key got, so rows per commit is what makes
-/// a record cheap: measured on SQLite with 1,000 keys (`examples/usage_append.rs`), 34 µs of
-/// CPU per record at 1,500 rows per commit, 21 µs at 15,000. 7,500 keeps SQLite's write
-/// lock to about a tenth of a second, so admin writes never wait long behind a batch.
+/// Rows per transaction. A commit writes every page it changed, and with many subjects in an
+/// index (1,000 keys in the old key index, or many users in the user index) that is one page
+/// per subject however few rows each got: with the key index, SQLite spent 24 µs of CPU per
+/// record at 1,500 rows per commit and 15 µs at 7,500 (`bench/usage-writer.sh`). 7,500 rows
+/// hold SQLite's write lock well under a tenth of a second, so admin writes never wait long.
 const ROWS_PER_COMMIT: usize = 7_500;
 
 const COLUMNS: [&str; 21] = [

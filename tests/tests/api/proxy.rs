@@ -938,6 +938,22 @@ async fn usage_filters_by_key() {
         .await;
     summary.expect(200);
     assert_eq!(summary.body["meta"]["totals"]["requests"], 3);
+
+    // A `user` filtering by someone else's key sees nothing of it.
+    app.create_user_with_password("viewer@example.com", "a long user password", "user")
+        .await;
+    let viewer = app
+        .login("viewer@example.com", "a long user password")
+        .await;
+    let foreign = app
+        .with_token(
+            Method::GET,
+            &format!("/api/usage?filter[api_key]={}", s.key_id),
+            &viewer.token,
+        )
+        .await;
+    foreign.expect(200);
+    assert_eq!(foreign.body["data"].as_array().unwrap().len(), 0);
 }
 
 #[tokio::test]
