@@ -78,9 +78,20 @@ pub enum DomainError {
     LimitReached(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The store cannot take the change now (database down, or a conflict that stayed after
+    /// the retries): the client may try again after `retry_after` seconds.
+    #[error("service unavailable: {reason}")]
+    Unavailable { reason: String, retry_after: u64 },
+    /// The store aborted the transaction to resolve a conflict (deadlock, serialization
+    /// failure, lock wait): the use case runs it again a few times, then answers 503.
+    #[error("store busy: {0}")]
+    Busy(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// Seconds a client is asked to wait after a 503 from the store.
+pub const STORE_RETRY_AFTER_SECONDS: u64 = 1;
 
 /// Failures of a driven adapter (database, hasher, …).
 #[derive(Debug, Error)]
@@ -90,6 +101,10 @@ pub enum StoreError {
     Unique { column: String },
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The transaction lost a race the database resolved by aborting it (deadlock,
+    /// serialization failure, lock timeout, SQLite busy): running it again may succeed.
+    #[error("store busy: {0}")]
+    Busy(String),
     #[error("store error: {0}")]
     Other(String),
 }
@@ -98,6 +113,11 @@ impl From<StoreError> for DomainError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unique { column } => DomainError::Conflict { attribute: column },
+            StoreError::Unavailable(reason) => DomainError::Unavailable {
+                reason,
+                retry_after: STORE_RETRY_AFTER_SECONDS,
+            },
+            StoreError::Busy(reason) => DomainError::Busy(reason),
             other => DomainError::Internal(other.to_string()),
         }
     }

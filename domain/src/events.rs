@@ -39,3 +39,14 @@ impl ChangeEvent {
         row
     }
 }
+
+/// Whether an event of this type records a change to something the proxy's snapshot holds
+/// (users, plans, keys, routes, upstreams, groups and their links). Webhook, usage and test
+/// events do not: they leave the proxy configuration version alone.
+pub fn changes_proxy_config(event_type: &str) -> bool {
+    let stem = event_type.split('.').next().unwrap_or_default();
+    matches!(
+        stem,
+        "user" | "plan" | "api_key" | "route" | "upstream" | "group"
+    )
+}

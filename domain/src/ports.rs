@@ -28,8 +28,23 @@ pub trait Session: Send {
     async fn list(&mut self, table: &str, query: &ListQuery) -> Result<Vec<Row>, StoreError>;
     async fn count(&mut self, table: &str, cond: &Cond) -> Result<u64, StoreError>;
     async fn insert(&mut self, table: &str, row: &Row) -> Result<(), StoreError>;
-    /// Replaces the row with the same `id`.
+    /// Replaces the row with the same `id`. Only for rows this transaction holds locked (see
+    /// [`Session::lock`]) or owns alone; use cases write with [`Session::save`], which sends
+    /// only the changed columns.
     async fn update(&mut self, table: &str, row: &Row) -> Result<(), StoreError>;
+    /// Sets exactly the given columns (`null` included) of the row with this `id`.
+    async fn update_columns(
+        &mut self,
+        table: &str,
+        id: &str,
+        columns: &Row,
+    ) -> Result<(), StoreError>;
+    /// Adds one to the proxy configuration's version inside this transaction. The counter is
+    /// one row, so concurrent changes queue on its lock and commit in version order: a reader
+    /// that sees version `n` sees every change numbered up to `n`, whatever the clocks say.
+    async fn bump_config_version(&mut self) -> Result<(), StoreError>;
+    /// The committed configuration version (0 before the first change).
+    async fn config_version(&mut self) -> Result<i64, StoreError>;
     /// Sets some columns (non-null values) of every row matching `cond`, leaving the others:
     /// background bookkeeping (`last_used_at`, upstream health) must not overwrite admin edits.
     async fn set_where(
@@ -57,6 +72,42 @@ pub trait Session: Send {
 }
 
 impl dyn Session + '_ {
+    /// Writes the columns of `after` that differ from `before` (the row with `before`'s id):
+    /// an edit never writes back a column it did not change, so a concurrent writer of another
+    /// column (a login's `last_login_at`, the metering's `last_used_at`) keeps its value.
+    pub async fn save(&mut self, table: &str, before: &Row, after: &Row) -> Result<(), StoreError> {
+        let id = before
+            .get("id")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| StoreError::Other(format!("a {table} row without id")))?;
+        let changed: Row = after
+            .iter()
+            .filter(|(column, value)| before.get(*column) != Some(*value))
+            .map(|(column, value)| (column.clone(), value.clone()))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        self.update_columns(table, id, &changed).await
+    }
+
+    /// The row matching `cond`, locked until this transaction ends (PostgreSQL `FOR UPDATE`;
+    /// SQLite write transactions already exclude each other). Read-modify-write use cases load
+    /// with this so that two writers of one row take turns instead of overwriting each other.
+    pub async fn find_for_update(
+        &mut self,
+        table: &str,
+        cond: Cond,
+    ) -> Result<Option<Row>, StoreError> {
+        let query = ListQuery {
+            cond,
+            sort: Vec::new(),
+            offset: 0,
+            limit: 1,
+        };
+        Ok(self.lock(table, &query, false).await?.into_iter().next())
+    }
+
     /// A row matching `cond` (callers make `cond` select at most one). No ordering: link
     /// tables have no `id` column.
     pub async fn find(&mut self, table: &str, cond: Cond) -> Result<Option<Row>, StoreError> {

@@ -166,7 +166,7 @@ impl Ctx<'_> {
             return Ok(after);
         }
         after.insert("updated_at".into(), json!(self.now.millis()));
-        self.tx.update(schema.type_name, &after).await?;
+        self.tx.save(schema.type_name, before, &after).await?;
         self.emit_change(schema, "updated", &after, Some(previous));
         Ok(after)
     }
@@ -496,6 +496,16 @@ impl ResourceService {
         input: WriteInput,
         registry: &dyn Fn(&str) -> Option<&'static dyn ResourceRules>,
     ) -> Result<Written, DomainError> {
+        retrying(|| self.create_once(actor, rules, input.clone(), registry)).await
+    }
+
+    async fn create_once(
+        &self,
+        actor: &Actor,
+        rules: &dyn ResourceRules,
+        input: WriteInput,
+        registry: &dyn Fn(&str) -> Option<&'static dyn ResourceRules>,
+    ) -> Result<Written, DomainError> {
         let schema = rules.schema();
         check_linkage_types(schema, &input)?;
         check_access(rules.access(actor, Op::Create))?;
@@ -581,7 +591,20 @@ impl ResourceService {
         })
     }
 
+    /// Loads the row locked, applies the input, and writes only the columns that changed, so
+    /// two concurrent edits of one row take turns and neither undoes the other.
     pub async fn update(
+        &self,
+        actor: &Actor,
+        rules: &dyn ResourceRules,
+        id: &str,
+        input: WriteInput,
+        registry: &dyn Fn(&str) -> Option<&'static dyn ResourceRules>,
+    ) -> Result<Written, DomainError> {
+        retrying(|| self.update_once(actor, rules, id, input.clone(), registry)).await
+    }
+
+    async fn update_once(
         &self,
         actor: &Actor,
         rules: &dyn ResourceRules,
@@ -594,7 +617,8 @@ impl ResourceService {
         if rules.access(actor, Op::Update) == Access::Hidden {
             return Err(DomainError::NotFound);
         }
-        let before = load(&mut *tx, schema, Self::scope(schema, rules, actor), id).await?;
+        let before =
+            load_for_update(&mut *tx, schema, Self::scope(schema, rules, actor), id).await?;
         check_linkage_types(schema, &input)?;
         check_access(rules.access(actor, Op::Update))?;
         let now = self.now();
@@ -671,7 +695,7 @@ impl ResourceService {
             });
         }
         draft.row.insert("updated_at".into(), json!(now.millis()));
-        ctx.tx.update(schema.type_name, &draft.row).await?;
+        ctx.tx.save(schema.type_name, &before, &draft.row).await?;
         write_links(&mut ctx, schema, &draft).await?;
         rules.after_write(&mut ctx, &draft.row, &draft).await?;
         previous.remove("updated_at");
@@ -691,12 +715,23 @@ impl ResourceService {
         rules: &dyn ResourceRules,
         id: &str,
     ) -> Result<(), DomainError> {
+        retrying(|| self.delete_once(actor, rules, id)).await
+    }
+
+    async fn delete_once(
+        &self,
+        actor: &Actor,
+        rules: &dyn ResourceRules,
+        id: &str,
+    ) -> Result<(), DomainError> {
         let schema = rules.schema();
         let mut tx = self.ports.store.begin().await?;
         if rules.access(actor, Op::Delete) == Access::Hidden {
             return Err(DomainError::NotFound);
         }
-        let mut row = load(&mut *tx, schema, Self::scope(schema, rules, actor), id).await?;
+        let mut row =
+            load_for_update(&mut *tx, schema, Self::scope(schema, rules, actor), id).await?;
+        let loaded = row.clone();
         check_access(rules.access(actor, Op::Delete))?;
         let now = self.now();
         let mut ctx = Ctx {
@@ -711,7 +746,7 @@ impl ResourceService {
         if schema.soft_delete {
             let mut gone = row.clone();
             gone.insert("deleted_at".into(), json!(now.millis()));
-            ctx.tx.update(schema.type_name, &gone).await?;
+            ctx.tx.save(schema.type_name, &loaded, &gone).await?;
         } else {
             ctx.tx
                 .delete_where(schema.type_name, &Cond::eq("id", id))
@@ -722,7 +757,20 @@ impl ResourceService {
     }
 
     /// Runs `action` inside one transaction with a context, committing its events with it.
+    /// A transaction the store aborted to resolve a conflict runs again (a fresh clone of
+    /// `action`), a bounded number of times.
     pub async fn transact<T, F>(&self, actor: &Actor, action: F) -> Result<T, DomainError>
+    where
+        F: for<'c> FnOnce(
+                &'c mut Ctx<'_>,
+            ) -> std::pin::Pin<
+                Box<dyn Future<Output = Result<T, DomainError>> + Send + 'c>,
+            > + Clone,
+    {
+        retrying(|| self.transact_once(actor, action.clone())).await
+    }
+
+    async fn transact_once<T, F>(&self, actor: &Actor, action: F) -> Result<T, DomainError>
     where
         F: for<'c> FnOnce(
             &'c mut Ctx<'_>,
@@ -784,12 +832,58 @@ fn emit_membership(
     }
 }
 
+/// How many times a use case runs when the store keeps aborting it to resolve conflicts.
+pub const WRITE_ATTEMPTS: usize = 5;
+
+/// Runs `attempt` again while the store answers [`DomainError::Busy`] (a deadlock victim, a
+/// serialization failure, a lock wait that timed out), at most [`WRITE_ATTEMPTS`] times. The
+/// failed attempt's transaction was rolled back whole, so running it again is safe; the last
+/// `Busy` reaches the client as 503 with `Retry-After`.
+pub async fn retrying<T, Fut>(mut attempt: impl FnMut() -> Fut) -> Result<T, DomainError>
+where
+    Fut: Future<Output = Result<T, DomainError>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(DomainError::Busy(_)) if tries < WRITE_ATTEMPTS => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+/// Writes the events and commits. A change to anything the proxy reads bumps the
+/// configuration version last, so the version row is locked only for the end of the
+/// transaction and versions follow commit order.
 async fn finish(events: Vec<ChangeEvent>, mut tx: Box<dyn Session>) -> Result<(), DomainError> {
     for event in &events {
         tx.insert("events", &event.to_row()).await?;
     }
+    if events
+        .iter()
+        .any(|e| crate::events::changes_proxy_config(&e.event_type))
+    {
+        tx.bump_config_version().await?;
+    }
     tx.commit().await?;
     Ok(())
+}
+
+/// Like [`load`], but the row stays locked until the transaction ends: what the use case
+/// checks (revoked, suspended, last admin) is still true when it writes.
+pub async fn load_for_update(
+    session: &mut dyn Session,
+    schema: &ResourceSchema,
+    scope: Cond,
+    id: &str,
+) -> Result<Row, DomainError> {
+    if !crate::ids::is_valid_id(schema.id_prefix, id) {
+        return Err(DomainError::NotFound);
+    }
+    session
+        .find_for_update(schema.type_name, scope.and(Cond::eq("id", id)))
+        .await?
+        .ok_or(DomainError::NotFound)
 }
 
 /// Loads a live, visible row or answers `NotFound`.

@@ -14,6 +14,7 @@ mod m0003_usage;
 mod m0004_webhook_deliveries;
 mod m0005_usage_group_index;
 mod m0006_usage_key_index;
+mod m0007_config_version;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_webhook_deliveries::Migration),
             Box::new(m0005_usage_group_index::Migration),
             Box::new(m0006_usage_key_index::Migration),
+            Box::new(m0007_config_version::Migration),
         ]
     }
 }

@@ -1,6 +1,7 @@
-//! Change propagation (proxy.md §8): every admin change writes an event, so the newest event id
-//! is a change counter. Poll it every 250 ms (or at once when this node's admin API signals a
-//! change) and swap in a freshly loaded snapshot when it moved.
+//! Change propagation (proxy.md §8): every transaction that changes proxy configuration bumps
+//! the configuration version (one counter row, so commit order is version order). Poll it every
+//! 250 ms (or at once when this node's admin API signals a commit) and swap in a freshly loaded
+//! snapshot when it moved.
 
 use std::{sync::Arc, time::Duration};
 

@@ -275,6 +275,28 @@ impl From<DomainError> for ApiError {
             DomainError::KeyRevoked => ApiError::new("KEY_REVOKED", "the API key is revoked"),
             DomainError::LimitReached(detail) => ApiError::new("LIMIT_REACHED", detail),
             DomainError::Forbidden(detail) => ApiError::new("FORBIDDEN", detail),
+            DomainError::Unavailable {
+                reason,
+                retry_after,
+            } => {
+                tracing::warn!(%reason, "store unavailable: answered 503");
+                ApiError::new(
+                    "SERVICE_UNAVAILABLE",
+                    "the database cannot take the request now; try again",
+                )
+                .with_header("Retry-After", retry_after.to_string())
+            }
+            DomainError::Busy(reason) => {
+                tracing::warn!(%reason, "store conflict after retries: answered 503");
+                ApiError::new(
+                    "SERVICE_UNAVAILABLE",
+                    "the change collided with concurrent changes; try again",
+                )
+                .with_header(
+                    "Retry-After",
+                    tollgate_domain::error::STORE_RETRY_AFTER_SECONDS.to_string(),
+                )
+            }
             DomainError::Internal(cause) => ApiError::internal(cause),
         }
     }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ConnectionTrait, DatabaseConnection,
     DatabaseTransaction, DbErr, EntityTrait, IdenStatic, IntoActiveModel, Iterable, Order,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqlErr, TryIntoModel,
     sea_query::{Alias, Expr},
 };
 use sea_orm::{DbBackend, sea_query::LockBehavior, sea_query::LockType};
@@ -103,11 +103,63 @@ pub fn store_error(err: DbErr) -> StoreError {
             column: unique_column(&message).unwrap_or_default(),
         };
     }
+    match classify(&err) {
+        Some(Fault::Busy) => return StoreError::Busy(err.to_string()),
+        Some(Fault::Unavailable) => return StoreError::Unavailable(err.to_string()),
+        None => {}
+    }
     match err {
         DbErr::ConnectionAcquire(e) => StoreError::Unavailable(e.to_string()),
         DbErr::Conn(e) => StoreError::Unavailable(e.to_string()),
         other => StoreError::Other(other.to_string()),
     }
+}
+
+/// What kind of transient failure a database error is, if it is one.
+enum Fault {
+    /// The database aborted this transaction to resolve a conflict: run it again.
+    Busy,
+    /// The database is not there (connection lost, shutting down, pool exhausted).
+    Unavailable,
+}
+
+fn classify(err: &DbErr) -> Option<Fault> {
+    let (DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e))
+    | DbErr::Conn(RuntimeErr::SqlxError(e))) = err
+    else {
+        return matches!(err, DbErr::ConnectionAcquire(_)).then_some(Fault::Unavailable);
+    };
+    match e.as_ref() {
+        sea_orm::sqlx::Error::Database(db) => {
+            let code = db.code()?;
+            busy_code(&code)
+                .then_some(Fault::Busy)
+                .or_else(|| unavailable_code(&code).then_some(Fault::Unavailable))
+        }
+        sea_orm::sqlx::Error::Io(_)
+        | sea_orm::sqlx::Error::Tls(_)
+        | sea_orm::sqlx::Error::PoolTimedOut
+        | sea_orm::sqlx::Error::PoolClosed
+        | sea_orm::sqlx::Error::WorkerCrashed => Some(Fault::Unavailable),
+        _ => None,
+    }
+}
+
+/// PostgreSQL: serialization failure, deadlock, lock not available. SQLite: `SQLITE_BUSY`
+/// and `SQLITE_LOCKED` with their extended codes (the primary code is the low byte).
+fn busy_code(code: &str) -> bool {
+    if matches!(code, "40001" | "40P01" | "55P03") {
+        return true;
+    }
+    // SQLite's codes are decimal numbers of at most four digits; SQLSTATEs have five.
+    code.len() <= 4 && code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+}
+
+/// PostgreSQL: connection exceptions (08…), shutting down or not accepting connections (57P…),
+/// too many connections (53300).
+fn unavailable_code(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P") || code == "53300"
 }
 
 fn unique_column(message: &str) -> Option<String> {
@@ -243,6 +295,33 @@ where
     Ok(())
 }
 
+/// An `UPDATE … SET <these columns> WHERE id = ?`: the active model has only them `Set`.
+async fn update_columns<E>(
+    db: &impl ConnectionTrait,
+    id: &str,
+    columns: &Row,
+) -> Result<(), StoreError>
+where
+    E: EntityTrait,
+    E::Model: DeserializeOwned + Serialize + IntoActiveModel<E::ActiveModel>,
+    E::ActiveModel:
+        ActiveModelTrait<Entity = E> + ActiveModelBehavior + TryIntoModel<E::Model> + Send,
+{
+    let mut set = columns.clone();
+    set.insert("id".into(), Value::String(id.to_owned()));
+    let model = E::ActiveModel::from_json(Value::Object(set)).map_err(|e| {
+        StoreError::Other(format!(
+            "columns do not fit {}: {e}",
+            E::default().table_name()
+        ))
+    })?;
+    E::update(model).exec(db).await.map_err(store_error)?;
+    Ok(())
+}
+
+/// The counter row of [`CONFIG_VERSION`]; migration m0007 creates it with 0.
+const CONFIG_VERSION: &str = "config_version";
+
 async fn set_where<E>(
     db: &impl ConnectionTrait,
     cond: &Cond,
@@ -307,6 +386,42 @@ impl Session for SeaSession {
 
     async fn update(&mut self, table: &str, row: &Row) -> Result<(), StoreError> {
         with_conn!(self, c => dispatch!(table, update(c, row)))
+    }
+
+    async fn update_columns(
+        &mut self,
+        table: &str,
+        id: &str,
+        columns: &Row,
+    ) -> Result<(), StoreError> {
+        with_conn!(self, c => dispatch!(table, update_columns(c, id, columns)))
+    }
+
+    async fn bump_config_version(&mut self) -> Result<(), StoreError> {
+        let sql = format!("UPDATE counters SET value = value + 1 WHERE id = '{CONFIG_VERSION}'");
+        let result =
+            with_conn!(self, c => c.execute_unprepared(&sql).await).map_err(store_error)?;
+        if result.rows_affected() != 1 {
+            return Err(StoreError::Other(
+                "the config_version counter is missing".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn config_version(&mut self) -> Result<i64, StoreError> {
+        let query = ListQuery {
+            cond: Cond::eq("id", CONFIG_VERSION),
+            sort: Vec::new(),
+            offset: 0,
+            limit: 1,
+        };
+        let rows = with_conn!(self, c => list::<tables::counters::Entity>(c, &query).await)?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.get("value"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0))
     }
 
     async fn set_where(

@@ -129,6 +129,10 @@ table!(settings, "settings", keys: { id: String }, columns: {
     value: String,
 });
 
+table!(counters, "counters", keys: { id: String }, columns: {
+    value: i64,
+});
+
 /// Calls `$f::<Entity>(args…)` for the entity behind a table name.
 macro_rules! dispatch {
     ($table:expr, $f:ident ( $($arg:expr),* )) => {{
@@ -152,6 +156,7 @@ macro_rules! dispatch {
             "settings" => $f::<settings::Entity>($($arg),*).await,
             "usage_records" => $f::<usage_records::Entity>($($arg),*).await,
             "live_counts" => $f::<live_counts::Entity>($($arg),*).await,
+            "counters" => $f::<counters::Entity>($($arg),*).await,
             "password_resets" => $f::<password_resets::Entity>($($arg),*).await,
             other => Err(tollgate_domain::error::StoreError::Other(format!("unknown table {other}"))),
         }

@@ -12,7 +12,7 @@ use crate::{
     Row,
     error::StoreError,
     ports::{Store, Vault},
-    query::{Cond, ListQuery, SortKey},
+    query::{Cond, ListQuery},
 };
 
 use super::routing::{HostMatcher, PathMatcher, Route, RouteTable};
@@ -94,8 +94,8 @@ impl Upstream {
 /// One consistent snapshot; replaced whole on every change.
 #[derive(Debug, Default)]
 pub struct ProxyConfig {
-    /// The newest change event when this snapshot was read.
-    pub version: Option<String>,
+    /// The configuration version read before this snapshot's tables.
+    pub version: i64,
     pub routes: RouteTable,
     pub upstreams: HashMap<String, Arc<Upstream>>,
     pub keys: HashMap<String, KeyEntry>,
@@ -141,29 +141,18 @@ fn unordered(cond: Cond) -> ListQuery {
     }
 }
 
-/// The id of the newest change event: the proxy reloads when it moves.
-pub async fn current_version(store: &dyn Store) -> Result<Option<String>, StoreError> {
-    let mut session = store.read().await?;
-    let query = ListQuery {
-        cond: Cond::True,
-        sort: vec![SortKey {
-            column: "id".into(),
-            descending: true,
-        }],
-        offset: 0,
-        limit: 1,
-    };
-    Ok(session
-        .list("events", &query)
-        .await?
-        .first()
-        .map(|row| text(row, "id")))
+/// The committed configuration version: the proxy reloads when it moves. Every transaction
+/// that changes what the snapshot holds increments it as its last write, under the counter
+/// row's lock, so versions follow commit order and no clock is involved.
+pub async fn current_version(store: &dyn Store) -> Result<i64, StoreError> {
+    store.read().await?.config_version().await
 }
 
 /// Reads the whole proxy configuration.
 ///
 /// The version is read first and the tables without a transaction (which on SQLite would take
-/// the write lock): a change that lands mid-read has a newer event, so the next poll reloads.
+/// the write lock): a change that commits mid-read has a higher version, so the next poll
+/// reloads; a snapshot may hold such a change early, never miss one.
 pub async fn load(store: &dyn Store, vault: &dyn Vault) -> Result<ProxyConfig, StoreError> {
     let version = current_version(store).await?;
     let mut db = store.read().await?;

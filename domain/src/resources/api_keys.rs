@@ -291,7 +291,7 @@ pub async fn revoke_row(ctx: &mut Ctx<'_>, before: &Row) -> Result<Row, DomainEr
     let mut after = before.clone();
     after.insert("revoked_at".into(), json!(ctx.now.millis()));
     after.insert("updated_at".into(), json!(ctx.now.millis()));
-    ctx.tx.update("api_keys", &after).await?;
+    ctx.tx.save("api_keys", before, &after).await?;
     let previous = crate::service::changed_attributes(&SCHEMA, before, &after);
     let mut shown = after.clone();
     shown.insert("status".into(), json!("revoked"));
@@ -307,7 +307,7 @@ pub async fn revoke(ctx: &mut Ctx<'_>, id: &str) -> Result<Row, DomainError> {
     let scope = ApiKeys
         .visibility(ctx.actor)
         .and(Cond::is_null("deleted_at"));
-    let before = crate::service::load(ctx.tx, &SCHEMA, scope, id).await?;
+    let before = crate::service::load_for_update(ctx.tx, &SCHEMA, scope, id).await?;
     revoke_row(ctx, &before).await
 }
 
@@ -326,7 +326,7 @@ pub async fn rotate(
     let scope = ApiKeys
         .visibility(ctx.actor)
         .and(Cond::is_null("deleted_at"));
-    let before = crate::service::load(ctx.tx, &SCHEMA, scope, id).await?;
+    let before = crate::service::load_for_update(ctx.tx, &SCHEMA, scope, id).await?;
     if !before.get("revoked_at").is_none_or(Value::is_null) {
         return Err(DomainError::KeyRevoked);
     }
@@ -349,7 +349,7 @@ pub async fn rotate(
     );
     after.insert("rotated_at".into(), json!(ctx.now.millis()));
     after.insert("updated_at".into(), json!(ctx.now.millis()));
-    ctx.tx.update("api_keys", &after).await?;
+    ctx.tx.save("api_keys", &before, &after).await?;
     let previous = crate::service::changed_attributes(&SCHEMA, &before, &after);
     let mut shown = after.clone();
     ApiKeys.decorate(&mut shown, ctx.now);

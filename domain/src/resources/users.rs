@@ -201,7 +201,11 @@ async fn ensure_other_admin(ctx: &mut Ctx<'_>, row: &Row) -> Result<(), DomainEr
             row.get("id").cloned().unwrap_or(Value::Null),
         ),
     ]);
-    if ctx.tx.count("users", &others).await? == 0 {
+    // The other admins' rows are locked, not counted: two admins demoting each other at once
+    // then take turns (or one is the deadlock victim and runs again), and the second sees
+    // the first's change instead of both seeing one admin left.
+    let query = crate::query::ListQuery::all(others, u64::from(u32::MAX));
+    if ctx.tx.lock("users", &query, false).await?.is_empty() {
         return Err(DomainError::LastAdmin(
             "this would leave no active admin".into(),
         ));

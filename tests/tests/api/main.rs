@@ -3,6 +3,7 @@
 mod api_keys;
 mod auth;
 mod authorization;
+mod consistency;
 mod groups;
 mod jsonapi;
 mod openapi;
