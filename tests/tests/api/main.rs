@@ -10,6 +10,7 @@ mod ops;
 mod plans;
 mod proxy;
 mod routes;
+mod secrets;
 mod upstreams;
 mod usage_log;
 mod users;
