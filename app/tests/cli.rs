@@ -585,12 +585,11 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_zero() {
     assert!(exit.success(), "exit status {exit:?}");
 }
 
-/// A webhook receiver: answers 200 to each request and hands over its headers
-/// (lower-case names) and body.
-fn webhook_receiver() -> (
-    String,
-    std::sync::mpsc::Receiver<(std::collections::HashMap<String, String>, Vec<u8>)>,
-) {
+/// One request a receiver got: headers (lower-case names) and body.
+type Delivery = (std::collections::HashMap<String, String>, Vec<u8>);
+
+/// A webhook receiver: answers 200 to each request and hands it over.
+fn webhook_receiver() -> (String, std::sync::mpsc::Receiver<Delivery>) {
     use std::io::Read;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
