@@ -14,7 +14,7 @@ use tollgate_domain::{
 };
 
 use crate::{
-    config::{Config, Overrides},
+    config::{Config, KeySource, Overrides},
     startup::{self, Application},
 };
 
@@ -227,6 +227,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Said by `config check` (and logged by `serve`) when no encryption key is configured.
+pub const DATABASE_KEY_WARNING: &str = "warning: neither TOLLGATE_ENCRYPTION_KEY nor \
+TOLLGATE_ENCRYPTION_KEY_FILE is set: the key that seals stored secrets (upstream credentials, \
+webhook secrets) is generated and kept in the database, next to the values it protects";
+
 /// `config check`: validate, then print the masked effective configuration.
 fn config_check(config: &Config, format: OutputFormat) -> anyhow::Result<()> {
     if let Err(problems) = config.validate() {
@@ -238,6 +243,9 @@ fn config_check(config: &Config, format: OutputFormat) -> anyhow::Result<()> {
         OutputFormat::Toml => toml::to_string(&masked).context("cannot render TOML")?,
     };
     println!("{}", printed.trim_end());
+    if config.encryption_key_source() == Ok(KeySource::Database) {
+        eprintln!("{}", DATABASE_KEY_WARNING);
+    }
     eprintln!("configuration is valid");
     Ok(())
 }

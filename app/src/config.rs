@@ -1,6 +1,9 @@
 //! Configuration: defaults → `tollgate.toml` → `TOLLGATE_*` environment → CLI flags.
 
-use std::{fmt, path::Path};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
 
 use figment::{
     Figment,
@@ -42,8 +45,12 @@ pub struct Config {
     pub database_url: String,
     pub database_max_connections: u32,
     pub redis_url: Option<String>,
-    /// Base64 of 32 bytes; generated and kept in the database when unset.
+    /// Base64 of 32 bytes; generated and kept in the database when neither this nor
+    /// `encryption_key_file` is set.
     pub encryption_key: Option<Secret>,
+    /// A file holding the encryption key (base64 of 32 bytes), e.g. a mounted secret, so the
+    /// key is in neither the environment nor the database.
+    pub encryption_key_file: Option<PathBuf>,
     /// HS256 key for bearer tokens (≥ 32 bytes); generated and kept in the database when unset.
     pub jwt_secret: Option<Secret>,
     pub admin_email: Option<String>,
@@ -101,6 +108,7 @@ impl Default for Config {
             database_max_connections: 16,
             redis_url: None,
             encryption_key: None,
+            encryption_key_file: None,
             jwt_secret: None,
             session_secret: None,
             cookie_secure: false,
@@ -130,6 +138,25 @@ impl Default for Config {
     }
 }
 
+/// Where the key that seals stored secrets comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `encryption_key` or `encryption_key_file`: decoded, 32 bytes.
+    Configured([u8; 32]),
+    /// Neither is set: generated once and kept in the `settings` table, next to the values
+    /// it seals (a copy of the database is then a copy of every credential).
+    Database,
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Configured(_) => f.write_str("Configured(***)"),
+            Self::Database => f.write_str("Database"),
+        }
+    }
+}
+
 /// Values given as CLI flags (highest precedence); `None` = not given.
 #[derive(Debug, Default, Serialize)]
 pub struct Overrides {
@@ -151,6 +178,42 @@ impl Config {
             .merge(Serialized::globals(overrides))
             .extract()
             .map_err(Box::new)
+    }
+}
+
+impl Config {
+    /// The encryption key as configured, read from its file when one is named. The error
+    /// names the setting and, for a file, the path and why it cannot be used.
+    pub fn encryption_key_source(&self) -> Result<KeySource, String> {
+        let decode = tollgate_adapters::security::AesVault::decode_key;
+        match (&self.encryption_key, &self.encryption_key_file) {
+            (Some(_), Some(_)) => Err(
+                "set encryption_key (TOLLGATE_ENCRYPTION_KEY) or encryption_key_file \
+                 (TOLLGATE_ENCRYPTION_KEY_FILE), not both"
+                    .into(),
+            ),
+            (Some(key), None) => decode(key.expose())
+                .map(KeySource::Configured)
+                .ok_or_else(|| {
+                    "encryption_key (TOLLGATE_ENCRYPTION_KEY) must be base64 of 32 bytes".into()
+                }),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    format!(
+                        "encryption_key_file (TOLLGATE_ENCRYPTION_KEY_FILE): cannot read {}: {e}",
+                        path.display()
+                    )
+                })?;
+                decode(&text).map(KeySource::Configured).ok_or_else(|| {
+                    format!(
+                        "encryption_key_file (TOLLGATE_ENCRYPTION_KEY_FILE): {} does not hold \
+                         base64 of 32 bytes",
+                        path.display()
+                    )
+                })
+            }
+            (None, None) => Ok(KeySource::Database),
+        }
     }
 }
 
@@ -248,6 +311,9 @@ impl Config {
         let short = |secret: &Option<Secret>, min: usize| {
             secret.as_ref().is_some_and(|s| s.expose().len() < min)
         };
+        if let Err(problem) = self.encryption_key_source() {
+            problems.push(problem);
+        }
         if short(&self.jwt_secret, 32) {
             problems.push("jwt_secret must be at least 32 bytes".into());
         }

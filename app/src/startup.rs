@@ -32,10 +32,11 @@ use tollgate_domain::{
     bootstrap, delivery,
     ports::{Ports, Settings, Store},
     query::Cond,
+    secrets,
     service::ResourceService,
 };
 
-use crate::config::Config;
+use crate::config::{Config, KeySource};
 
 /// Opens the database and applies pending migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<SeaStore> {
@@ -48,11 +49,24 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SeaStore> {
     Ok(store)
 }
 
-/// The encryption key: configured, or generated once and kept in the database.
+/// The encryption key: configured (value or file), or generated once and kept in the
+/// database. Refused when it does not open the values already sealed in this database.
 async fn encryption_key(store: &SeaStore, config: &Config) -> anyhow::Result<[u8; 32]> {
-    let configured = config.encryption_key.as_ref().map(|k| k.expose());
-    let key = stored_secret(store, "encryption_key", configured, AesVault::generate_key).await?;
-    AesVault::decode_key(&key).context("the encryption key must be base64 of 32 bytes")
+    let key = match config.encryption_key_source().map_err(anyhow::Error::msg)? {
+        KeySource::Configured(key) => key,
+        KeySource::Database => {
+            let key = stored_secret(store, "encryption_key", None, AesVault::generate_key).await?;
+            AesVault::decode_key(&key)
+                .context("the encryption key kept in the database is not base64 of 32 bytes")?
+        }
+    };
+    if let Some(what) = secrets::key_mismatch(store, &AesVault::new(&key)).await? {
+        anyhow::bail!(
+            "the encryption key does not open {what} stored in this database: configure the key \
+             the stored secrets were sealed with (TOLLGATE_ENCRYPTION_KEY or TOLLGATE_ENCRYPTION_KEY_FILE)"
+        );
+    }
+    Ok(key)
 }
 
 /// A secret from configuration, or generated once and kept in the `settings` table.
@@ -141,6 +155,28 @@ pub async fn services(
     ))
 }
 
+/// Seals webhook secrets an older version stored in plaintext, before anything signs with
+/// them; warns when the key that seals them lives in the database.
+async fn seal_stored_secrets(service: &ResourceService, config: &Config) -> anyhow::Result<()> {
+    if config.encryption_key_source().ok() == Some(KeySource::Database) {
+        tracing::warn!(
+            "{}",
+            crate::cli::DATABASE_KEY_WARNING.trim_start_matches("warning: ")
+        );
+    }
+    let ports = service.ports();
+    let sealed = secrets::seal_plaintext_secrets(ports.store.as_ref(), ports.vault.as_ref())
+        .await
+        .context("cannot seal the webhook secrets stored in plaintext")?;
+    if sealed > 0 {
+        tracing::info!(
+            sealed,
+            "sealed webhook secrets stored in plaintext by an older version"
+        );
+    }
+    Ok(())
+}
+
 /// Creates the admin named by `TOLLGATE_ADMIN_EMAIL`/`_PASSWORD` when no active admin exists.
 async fn bootstrap_from_env(service: &ResourceService, config: &Config) -> anyhow::Result<()> {
     if bootstrap::has_active_admin(service).await? {
@@ -222,6 +258,7 @@ impl Application {
             .await
             .context("cannot open the usage writer's database connection")?;
         let (service, auth) = services(store, &config).await?;
+        seal_stored_secrets(&service, &config).await?;
         let dispatcher = Dispatcher {
             service: service.clone(),
             signal: outbox_signal,

@@ -584,3 +584,261 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_zero() {
     };
     assert!(exit.success(), "exit status {exit:?}");
 }
+
+/// One request a receiver got: headers (lower-case names) and body.
+type Delivery = (std::collections::HashMap<String, String>, Vec<u8>);
+
+/// A webhook receiver: answers 200 to each request and hands it over.
+fn webhook_receiver() -> (String, std::sync::mpsc::Receiver<Delivery>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let headers: std::collections::HashMap<String, String> = String::from_utf8_lossy(&head)
+                .lines()
+                .skip(1)
+                .filter_map(|line| line.split_once(':'))
+                .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_owned()))
+                .collect();
+            let length = headers
+                .get("content-length")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; length];
+            if stream.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = tx.send((headers, body));
+        }
+    });
+    (url, rx)
+}
+
+/// A key file in the temp directory holding `content`.
+fn key_file(content: &str) -> String {
+    let path = std::env::temp_dir().join(format!("tg_key_{}", ulid::Ulid::generate()));
+    std::fs::write(&path, content).expect("write key file");
+    path.display().to_string()
+}
+
+/// A fresh key: base64 of 32 bytes (two ULIDs, whose random parts differ per call).
+fn random_key() -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = (0..2)
+        .flat_map(|_| ulid::Ulid::generate().0.to_le_bytes())
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Rows of the `settings` table named `id`.
+async fn settings_rows(database_url: &str, id: &str) -> usize {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let db = Database::connect(database_url).await.expect("connect");
+    db.query_all_raw(Statement::from_string(
+        db.get_database_backend(),
+        format!("SELECT id FROM settings WHERE id = '{id}'"),
+    ))
+    .await
+    .expect("read settings")
+    .len()
+}
+
+#[tokio::test]
+async fn a_key_file_seals_secrets_that_open_after_a_restart_with_the_same_file() {
+    use hmac::{Hmac, Mac};
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let db = fresh_database_url().await;
+    let file = key_file(&format!("{}\n", random_key()));
+    let env = [
+        ("TOLLGATE_ENCRYPTION_KEY_FILE", file.as_str()),
+        ("TOLLGATE_WEBHOOK_ALLOW_PRIVATE", "true"),
+    ];
+    let mut create = tollgate(&db);
+    create
+        .args([
+            "admin",
+            "create",
+            "--email",
+            "k@example.com",
+            "--password-stdin",
+            "--with-key",
+        ])
+        .envs(env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = create.spawn().expect("spawn");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long admin password\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let key = stdout.lines().last().unwrap().trim().to_owned();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let (url, deliveries) = webhook_receiver();
+    let hook = {
+        let server = serve(&db, &env);
+        let created: Value = client
+            .post(format!("{}/api/webhooks", server.admin))
+            .bearer_auth(&key)
+            .header("Content-Type", "application/vnd.api+json")
+            .body(
+                serde_json::json!({"data": {"type": "webhooks", "attributes": {
+                    "url": url, "events": ["upstream.created"], "secret": SECRET}}})
+                .to_string(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        created["data"]["id"].as_str().expect("created").to_owned()
+    };
+    assert_eq!(
+        settings_rows(&db, "encryption_key").await,
+        0,
+        "the key came from the file, none was generated into the database"
+    );
+
+    // Restarted with the same file: the sealed secret opens and signs the test delivery.
+    let server = serve(&db, &env);
+    let test = client
+        .post(format!("{}/api/webhooks/{hook}/test", server.admin))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(test.status(), 200, "{}", test.text().await.unwrap());
+    let (headers, body) = deliveries
+        .recv_timeout(Duration::from_secs(5))
+        .expect("delivery arrived");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(&body);
+    assert_eq!(
+        headers.get("x-webhook-signature").map(String::as_str),
+        Some(hex::encode(mac.finalize().into_bytes()).as_str()),
+        "signed with the secret given on create"
+    );
+    drop(server);
+
+    // Another key file: refused, naming what does not open.
+    let other = key_file(&random_key());
+    let (ok, _, stderr) = run(
+        &db,
+        &[
+            "serve",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--proxy-addr",
+            "127.0.0.1:0",
+        ],
+        &[("TOLLGATE_ENCRYPTION_KEY_FILE", other.as_str())],
+    );
+    assert!(!ok, "another key must not start");
+    assert!(
+        stderr.contains("does not open a webhook secret"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_key_file_is_a_clear_error() {
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        std::env::temp_dir()
+            .join(format!("tg_test_{}.db", ulid::Ulid::generate()))
+            .display()
+    );
+    let missing = std::env::temp_dir()
+        .join(format!("tg_no_such_key_{}", ulid::Ulid::generate()))
+        .display()
+        .to_string();
+    let short = key_file("c2hvcnQ=\n");
+    let garbage = key_file("not base64 at all!");
+    let serve = [
+        "serve",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--proxy-addr",
+        "127.0.0.1:0",
+    ];
+    for (path, why) in [
+        (&missing, "cannot read"),
+        (&short, "does not hold base64 of 32 bytes"),
+        (&garbage, "does not hold base64 of 32 bytes"),
+    ] {
+        for args in [&["config", "check"][..], &serve[..]] {
+            let (ok, _, stderr) = run(&db, args, &[("TOLLGATE_ENCRYPTION_KEY_FILE", path)]);
+            assert!(!ok, "{args:?} with {path} must fail");
+            assert!(
+                stderr.contains("TOLLGATE_ENCRYPTION_KEY_FILE")
+                    && stderr.contains(path.as_str())
+                    && stderr.contains(why),
+                "{args:?}: {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+    let good = key_file(&random_key());
+    let (ok, _, stderr) = run(
+        &db,
+        &["config", "check"],
+        &[
+            ("TOLLGATE_ENCRYPTION_KEY_FILE", good.as_str()),
+            ("TOLLGATE_ENCRYPTION_KEY", random_key().as_str()),
+        ],
+    );
+    assert!(!ok && stderr.contains("not both"), "{stderr}");
+}
+
+#[test]
+fn config_check_warns_when_the_key_would_live_in_the_database() {
+    let db = "sqlite://tollgate.db?mode=rwc";
+    let warning = "warning: neither TOLLGATE_ENCRYPTION_KEY nor TOLLGATE_ENCRYPTION_KEY_FILE";
+    let (ok, stdout, stderr) = run(db, &["config", "check", "--format", "json"], &[]);
+    assert!(ok, "a warning, not an error: {stderr}");
+    assert!(stderr.contains(warning), "{stderr}");
+    assert!(
+        serde_json::from_str::<Value>(&stdout).is_ok(),
+        "stdout stays the document: {stdout}"
+    );
+    let file = key_file(&random_key());
+    let key = random_key();
+    for env in [
+        ("TOLLGATE_ENCRYPTION_KEY_FILE", file.as_str()),
+        ("TOLLGATE_ENCRYPTION_KEY", key.as_str()),
+    ] {
+        let (ok, stdout, stderr) = run(db, &["config", "check"], &[env]);
+        assert!(ok, "{stderr}");
+        assert!(!stderr.contains("warning"), "{env:?}: {stderr}");
+        assert!(!stdout.contains(&key), "{stdout}");
+    }
+    let (ok, _, stderr) = run(
+        db,
+        &["config", "check"],
+        &[("TOLLGATE_ENCRYPTION_KEY", "c2hvcnQ=")],
+    );
+    assert!(!ok && stderr.contains("base64 of 32 bytes"), "{stderr}");
+}

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::{
     Actor, DomainError, Row, Timestamp,
-    ports::{AttemptOutcome, DeliveryError, OutgoingDelivery},
+    ports::{AttemptOutcome, DeliveryError, OutgoingDelivery, Vault},
     query::{CmpOp, Cond, ListQuery, SortKey},
     resources::{webhook_deliveries, webhooks},
     service::{self, Ctx, Op, ResourceService},
@@ -128,30 +128,40 @@ fn text<'r>(row: &'r Row, column: &str) -> &'r str {
     row.get(column).and_then(Value::as_str).unwrap_or_default()
 }
 
-/// The signing secrets of a webhook at `now`, newest first.
-pub fn secrets(webhook: &Row, now: Timestamp) -> Vec<String> {
-    let mut out = vec![text(webhook, "secret").to_owned()];
+/// The signing secrets of a webhook at `now`, newest first, opened from their stored form.
+/// A secret that does not open (another encryption key) is an error, not a delivery with a
+/// signature no receiver could check.
+pub fn secrets(
+    webhook: &Row,
+    now: Timestamp,
+    vault: &dyn Vault,
+) -> Result<Vec<String>, DomainError> {
+    let mut out = vec![webhooks::open_secret(vault, text(webhook, "secret"))?];
     let previous = text(webhook, "previous_secret");
     let until = webhook
         .get("previous_secret_expires_at")
         .and_then(Value::as_i64);
     if !previous.is_empty() && until.is_some_and(|u| u > now.millis()) {
-        out.push(previous.to_owned());
+        out.push(webhooks::open_secret(vault, previous)?);
     }
-    out
+    Ok(out)
 }
 
-fn outgoing(service: &ResourceService, webhook: &Row, event: &Row) -> OutgoingDelivery {
-    let settings = &service.ports().settings;
-    OutgoingDelivery {
+fn outgoing(
+    service: &ResourceService,
+    webhook: &Row,
+    event: &Row,
+) -> Result<OutgoingDelivery, DomainError> {
+    let ports = service.ports();
+    Ok(OutgoingDelivery {
         url: text(webhook, "url").to_owned(),
         event_id: text(event, "id").to_owned(),
         event_type: text(event, "type").to_owned(),
         body: payload(event),
-        secrets: secrets(webhook, service.now()),
-        timeout_ms: settings.webhook_timeout_ms,
-        allow_private: settings.webhook_allow_private,
-    }
+        secrets: secrets(webhook, service.now(), ports.vault.as_ref())?,
+        timeout_ms: ports.settings.webhook_timeout_ms,
+        allow_private: ports.settings.webhook_allow_private,
+    })
 }
 
 /// How long a claimed job belongs to its dispatcher: one attempt plus slack.
@@ -323,7 +333,7 @@ pub async fn deliver(service: &ResourceService, job: Row, jitter: f64) -> Result
             response_body: None,
         }
     } else {
-        let request = outgoing(service, &hook, &event);
+        let request = outgoing(service, &hook, &event)?;
         service.ports().webhooks.send(&request).await
     };
     record(service, job, event, outcome, jitter).await
@@ -636,7 +646,7 @@ pub async fn send_test(
     let outcome = service
         .ports()
         .webhooks
-        .send(&outgoing(service, &hook, &event))
+        .send(&outgoing(service, &hook, &event)?)
         .await;
     service
         .transact(&Actor::system(), move |ctx| {
@@ -672,13 +682,14 @@ pub async fn rotate_secret(
             Box::pin(async move {
                 let mut hook = load_webhook(ctx, &id).await?;
                 let secret = ctx.ports.secrets.webhook_secret();
-                let old = hook.get("secret").cloned().unwrap_or(Value::Null);
-                hook.insert("previous_secret".into(), old);
+                let vault = ctx.ports.vault.as_ref();
+                let old = webhooks::sealed_secret(vault, text(&hook, "secret"))?;
+                hook.insert("previous_secret".into(), json!(old));
                 hook.insert(
                     "previous_secret_expires_at".into(),
                     json!(ctx.now.millis() + ROTATION_GRACE_MS),
                 );
-                hook.insert("secret".into(), json!(secret));
+                hook.insert("secret".into(), json!(vault.seal(&secret)?));
                 hook.insert("updated_at".into(), json!(ctx.now.millis()));
                 ctx.tx.update("webhooks", &hook).await?;
                 ctx.emit_change(&webhooks::SCHEMA, "secret_rotated", &hook, None);
@@ -850,19 +861,38 @@ mod tests {
         );
     }
 
+    /// Marks sealed values visibly; enough to tell sealed from plaintext.
+    struct Brackets;
+
+    impl Vault for Brackets {
+        fn seal(&self, plaintext: &str) -> Result<String, crate::error::StoreError> {
+            Ok(format!("[{plaintext}]"))
+        }
+        fn open(&self, sealed: &str) -> Result<String, crate::error::StoreError> {
+            sealed
+                .strip_prefix('[')
+                .and_then(|s| s.strip_suffix(']'))
+                .map(str::to_owned)
+                .ok_or_else(|| crate::error::StoreError::Other("not sealed".into()))
+        }
+    }
+
     #[test]
     fn the_previous_secret_signs_only_until_it_expires() {
         let mut hook = Row::new();
-        hook.insert("secret".into(), json!("whsec_new"));
+        hook.insert("secret".into(), json!("[whsec_new]"));
         hook.insert("previous_secret".into(), json!("whsec_old"));
         hook.insert("previous_secret_expires_at".into(), json!(2_000));
         assert_eq!(
-            secrets(&hook, Timestamp::from_millis(1_000)),
-            vec!["whsec_new", "whsec_old"]
+            secrets(&hook, Timestamp::from_millis(1_000), &Brackets).unwrap(),
+            vec!["whsec_new", "whsec_old"],
+            "sealed values open; an older plaintext still signs"
         );
         assert_eq!(
-            secrets(&hook, Timestamp::from_millis(2_000)),
+            secrets(&hook, Timestamp::from_millis(2_000), &Brackets).unwrap(),
             vec!["whsec_new"]
         );
+        hook.insert("secret".into(), json!("garbage"));
+        assert!(secrets(&hook, Timestamp::from_millis(2_000), &Brackets).is_err());
     }
 }

@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod query;
 pub mod resources;
 pub mod schema;
+pub mod secrets;
 pub mod service;
 pub mod sessions;
 pub mod timestamp;

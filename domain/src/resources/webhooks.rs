@@ -1,4 +1,10 @@
 //! Webhooks: subscribers to change events, each with its own signing secret.
+//!
+//! Signing secrets are stored sealed by the [`Vault`] (like upstream credentials): the
+//! `secret` and `previous_secret` columns never hold the `whsec_…` text once written by this
+//! version. A value that still starts with `whsec_` is a plaintext from an older version
+//! (sealed values are standard base64, which has no `_`): it still signs, and
+//! [`crate::secrets::seal_plaintext_secrets`] seals it at startup.
 
 use std::net::IpAddr;
 
@@ -7,6 +13,8 @@ use serde_json::{Value, json};
 
 use crate::{
     DomainError, Row,
+    error::StoreError,
+    ports::Vault,
     resources::checks,
     schema::{AttrSpec, AttrType, Default, FilterSpec, RelSpec, ResourceSchema, ToMany},
     service::{Ctx, Draft, ResourceRules},
@@ -94,24 +102,22 @@ impl ResourceRules for Webhooks {
 
     async fn before_create(&self, ctx: &mut Ctx<'_>, draft: &mut Draft) -> Result<(), DomainError> {
         check(ctx, draft);
-        match draft.write_only.get("secret").and_then(Value::as_str) {
-            Some(secret) if is_secret(secret) => {
-                let secret = secret.to_owned();
-                draft.set("secret", secret);
+        let secret = match draft.write_only.get("secret").and_then(Value::as_str) {
+            Some(secret) if is_secret(secret) => Some(secret.to_owned()),
+            Some(_) => {
+                draft.invalid(
+                    "secret",
+                    "secret must be whsec_ followed by base64 of 24 to 64 bytes",
+                );
+                None
             }
-            Some(_) => draft.invalid(
-                "secret",
-                "secret must be whsec_ followed by base64 of 24 to 64 bytes",
-            ),
-            None => {
-                let secret = ctx.ports.secrets.webhook_secret();
-                draft.set("secret", secret);
-            }
-        }
+            None => Some(ctx.ports.secrets.webhook_secret()),
+        };
         draft.set("previous_secret", Value::Null);
         draft.set("previous_secret_expires_at", Value::Null);
-        if let Some(secret) = draft.row.get("secret").cloned() {
-            draft.meta.insert("secret".into(), secret);
+        if let Some(secret) = secret {
+            draft.set("secret", ctx.ports.vault.seal(&secret)?);
+            draft.meta.insert("secret".into(), json!(secret));
         }
         Ok(())
     }
@@ -191,6 +197,29 @@ fn is_secret(secret: &str) -> bool {
         && body.len() - body.trim_end_matches('=').len() <= 2;
     let bytes = body.len() / 4 * 3 - (body.len() - body.trim_end_matches('=').len());
     valid && (24..=64).contains(&bytes)
+}
+
+/// Whether a stored secret is still the plaintext `whsec_…` of an older version.
+pub fn is_plaintext(stored: &str) -> bool {
+    stored.starts_with("whsec_")
+}
+
+/// The `whsec_…` secret of a stored (sealed, or older plaintext) value.
+pub fn open_secret(vault: &dyn Vault, stored: &str) -> Result<String, StoreError> {
+    if is_plaintext(stored) {
+        Ok(stored.to_owned())
+    } else {
+        vault.open(stored)
+    }
+}
+
+/// The value to store for a secret: sealed, whatever form it came in.
+pub fn sealed_secret(vault: &dyn Vault, stored: &str) -> Result<String, StoreError> {
+    if is_plaintext(stored) {
+        vault.seal(stored)
+    } else {
+        Ok(stored.to_owned())
+    }
 }
 
 /// Loopback, private, link-local, unspecified and multicast addresses, and `localhost`.

@@ -11,6 +11,7 @@ mod ops;
 mod plans;
 mod proxy;
 mod routes;
+mod secrets;
 mod upstreams;
 mod usage_log;
 mod users;
