@@ -531,7 +531,7 @@ async fn record(
                 };
                 counted.insert(stamp.into(), json!(now.millis()));
                 // Counters are bookkeeping, not a change anyone asked for: no event.
-                ctx.tx.update("webhooks", &counted).await?;
+                ctx.tx.save("webhooks", &hook, &counted).await?;
                 if disable {
                     let mut off = counted.clone();
                     off.insert("enabled".into(), json!(false));
@@ -608,7 +608,7 @@ async fn load_webhook(ctx: &mut Ctx<'_>, id: &str) -> Result<Row, DomainError> {
     if service::admin_only(ctx.actor, Op::Update) != service::Access::Allow {
         return Err(DomainError::NotFound);
     }
-    service::load(
+    service::load_for_update(
         &mut *ctx.tx,
         &webhooks::SCHEMA,
         Cond::is_null("deleted_at"),
@@ -680,7 +680,8 @@ pub async fn rotate_secret(
     service
         .transact(actor, move |ctx| {
             Box::pin(async move {
-                let mut hook = load_webhook(ctx, &id).await?;
+                let before = load_webhook(ctx, &id).await?;
+                let mut hook = before.clone();
                 let secret = ctx.ports.secrets.webhook_secret();
                 let vault = ctx.ports.vault.as_ref();
                 let old = webhooks::sealed_secret(vault, text(&hook, "secret"))?;
@@ -691,7 +692,7 @@ pub async fn rotate_secret(
                 );
                 hook.insert("secret".into(), json!(vault.seal(&secret)?));
                 hook.insert("updated_at".into(), json!(ctx.now.millis()));
-                ctx.tx.update("webhooks", &hook).await?;
+                ctx.tx.save("webhooks", &before, &hook).await?;
                 ctx.emit_change(&webhooks::SCHEMA, "secret_rotated", &hook, None);
                 Ok((hook, secret))
             })
