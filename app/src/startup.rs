@@ -201,7 +201,7 @@ pub struct Application {
     admin_port: u16,
     proxy_port: u16,
     admin: Server,
-    proxy: Server,
+    proxy: proxy::server::ProxyServer,
     dispatcher: DispatcherHandle,
     grace: Duration,
     gateway: Arc<Gateway>,
@@ -317,10 +317,6 @@ impl Application {
         });
         let admin_listener = TcpListener::bind(&config.admin_addr)
             .with_context(|| format!("cannot bind the admin listener {}", config.admin_addr))?;
-        let proxy_listener = TcpListener::bind(&config.proxy_addr)
-            .with_context(|| format!("cannot bind the proxy listener {}", config.proxy_addr))?;
-        let admin_port = admin_listener.local_addr()?.port();
-        let proxy_port = proxy_listener.local_addr()?.port();
         let workers = if config.workers == 0 {
             std::thread::available_parallelism()
                 .map(usize::from)
@@ -328,6 +324,10 @@ impl Application {
         } else {
             config.workers
         };
+        let proxy_listeners = proxy::server::ProxyListeners::bind(&config.proxy_addr, workers)
+            .with_context(|| format!("cannot bind the proxy listener {}", config.proxy_addr))?;
+        let admin_port = admin_listener.local_addr()?.port();
+        let proxy_port = proxy_listeners.port();
         let grace = config.shutdown_grace_seconds;
         let state = web::Data::new(admin::AdminState {
             accounts: tollgate_domain::account::Accounts::new(service.clone()),
@@ -369,16 +369,12 @@ impl Application {
         .client_request_timeout(Duration::from_secs(30))
         .listen(admin_listener)?
         .run();
-        let proxy_gateway = web::Data::new(gateway.clone());
-        let proxy = HttpServer::new(move || {
-            App::new()
-                .app_data(proxy_gateway.clone())
-                .configure(proxy::configure)
-        })
-        .workers(workers)
-        .shutdown_timeout(grace)
-        .listen(proxy_listener)?
-        .run();
+        let proxy = proxy::server::ProxyServer::start(
+            proxy_listeners,
+            gateway.clone(),
+            Duration::from_secs(grace),
+        )
+        .context("cannot start the proxy workers")?;
         tracing::info!(admin_port, proxy_port, "listening");
         Ok(Self {
             admin_port,
@@ -405,7 +401,14 @@ impl Application {
     /// the usage records still in memory (their events included) and lets the webhook
     /// attempts in flight finish.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let served = tokio::try_join!(self.admin, self.proxy);
+        // actix stops the admin listener on SIGINT/SIGTERM by itself; the proxy workers stop
+        // on the same signals: they stop accepting and finish the requests in flight.
+        let proxy = self.proxy;
+        let stopping = async move {
+            shutdown_signal().await;
+            proxy.stop().await;
+        };
+        let (served, ()) = tokio::join!(self.admin, stopping);
         for task in &self.background {
             task.abort();
         }
@@ -419,5 +422,31 @@ impl Application {
         self.dispatcher.shutdown(self.grace).await;
         served?;
         Ok(())
+    }
+}
+
+/// SIGINT or SIGTERM (on Unix; Ctrl-C elsewhere).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

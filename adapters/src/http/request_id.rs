@@ -35,6 +35,14 @@ pub fn current() -> String {
         .unwrap_or_else(|_| generate())
 }
 
+/// The proxy's form of [`from_header`] (its headers are `http` 1.x values).
+pub fn from_text(value: Option<&str>) -> String {
+    value
+        .filter(|v| is_valid(v))
+        .map(str::to_owned)
+        .unwrap_or_else(generate)
+}
+
 pub fn from_header(value: Option<&HeaderValue>) -> String {
     value
         .and_then(|v| v.to_str().ok())

@@ -1,7 +1,7 @@
 //! Step 11: the request goes to the upstream and the answer comes back, both bodies streamed.
-//! actix's request payload is `!Send`, hyper's body must be `Send`: a local task pumps chunks
-//! through a small bounded channel, so a slow upstream slows the client down instead of
-//! filling memory.
+//! The client's request is edited in place and handed to this worker's pooled client; the
+//! body passes through a counting wrapper that stops at the size limit, and the upstream's
+//! answer streams back through one that meters the request when it ends.
 
 use std::{
     net::IpAddr,
@@ -14,18 +14,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_web::{HttpRequest, HttpResponse, body::SizedStream, http::StatusCode, web};
 use base64::Engine;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
-use http_body_util::{BodyDataStream, BodyExt, Empty, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http::{Response, request::Parts};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tollgate_domain::proxy::{
     config::{AuthType, Upstream},
     policy::{Caller, Refusal},
 };
 
-use super::{LimitHeaders, Metering, headers, refuse};
+use super::{LimitHeaders, Metering, ProxyBody, headers, refuse};
 use crate::gateway::{
     Gateway,
     upstream::{self, BodyError, UpstreamBody},
@@ -44,59 +43,51 @@ pub struct Target {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum PumpError {
-    #[error("request body larger than the limit")]
-    TooLarge,
-    #[error("client body: {0}")]
-    Client(String),
-}
+#[error("request body larger than the limit")]
+struct TooLarge;
 
-/// The request body: nothing, or a stream pumped from the client connection.
-fn request_body(
-    req: &HttpRequest,
-    payload: web::Payload,
+/// The client's request body on its way upstream: counts the bytes and fails past the limit
+/// (a chunked body has no declared length to refuse up front).
+struct Limited {
+    inner: Incoming,
     limit: u64,
     sent: Arc<AtomicU64>,
     too_large: Arc<AtomicBool>,
-) -> UpstreamBody {
-    let declared = req
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let chunked = req.headers().contains_key("transfer-encoding");
-    if declared.unwrap_or(0) == 0 && !chunked {
-        return Empty::<Bytes>::new()
-            .map_err(|never| match never {})
-            .boxed_unsync();
-    }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BodyError>>(16);
-    actix_web::rt::spawn(async move {
-        let mut payload = payload;
-        while let Some(chunk) = payload.next().await {
-            let item = match chunk {
-                Ok(bytes) => {
-                    let total =
-                        sent.fetch_add(bytes.len() as u64, Ordering::Relaxed) + bytes.len() as u64;
-                    if total > limit {
-                        too_large.store(true, Ordering::Relaxed);
-                        let _ = tx.send(Err(Box::new(PumpError::TooLarge))).await;
-                        return;
+}
+
+impl Body for Limited {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    let total = self.sent.fetch_add(len, Ordering::Relaxed) + len;
+                    if total > self.limit {
+                        self.too_large.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(Box::new(TooLarge))));
                     }
-                    Ok(Frame::data(bytes))
                 }
-                Err(e) => Err(Box::new(PumpError::Client(e.to_string())) as BodyError),
-            };
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
-                return;
+                Poll::Ready(Some(Ok(frame)))
             }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            other => other.map(|_| None),
         }
-    });
-    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    StreamBody::new(chunks).boxed_unsync()
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Names Tollgate sets on the way out, made once.
@@ -112,17 +103,19 @@ mod out_names {
     pub static X_GROUP_ID: HeaderName = HeaderName::from_static("x-group-id");
 }
 
-fn outgoing_headers(req: &HttpRequest, target: &Target, authority: &str) -> http::HeaderMap {
+/// Turns the client's headers into the upstream request's, in place.
+fn outgoing_headers(out: &mut http::HeaderMap, target: &Target, authority: &str) {
     use headers::put;
     use out_names::*;
-    let mut out = headers::request_headers(req.headers(), target.key_in_authorization);
-    put(&mut out, &http::header::HOST, authority);
+    let original_host = out.get(http::header::HOST).cloned();
+    headers::strip_request(out, target.key_in_authorization);
+    put(out, &http::header::HOST, authority);
     match &target.forwarded_for {
-        Some(chain) => put(&mut out, &X_FORWARDED_FOR, chain),
+        Some(chain) => put(out, &X_FORWARDED_FOR, chain),
         None => {
             let mut ip = [0u8; 64];
             let text = format_ip(target.client_ip, &mut ip);
-            put(&mut out, &X_FORWARDED_FOR, text);
+            put(out, &X_FORWARDED_FOR, text);
         }
     }
     out.insert(
@@ -130,25 +123,25 @@ fn outgoing_headers(req: &HttpRequest, target: &Target, authority: &str) -> http
         http::HeaderValue::from_static("http"),
     );
     if !target.host.is_empty() {
-        let original = req
-            .headers()
-            .get("host")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(&target.host);
-        put(&mut out, &X_FORWARDED_HOST, original);
+        match original_host {
+            Some(original) => {
+                out.insert(X_FORWARDED_HOST.clone(), original);
+            }
+            None => put(out, &X_FORWARDED_HOST, &target.host),
+        }
     }
-    put(&mut out, &X_REQUEST_ID, &target.request_id);
+    put(out, &X_REQUEST_ID, &target.request_id);
     if let Some(caller) = &target.caller {
-        put(&mut out, &X_USER_ID, &caller.key.user_id);
-        put(&mut out, &X_KEY_ID, &caller.key.id);
-        put(&mut out, &X_PLAN_ID, &caller.plan.id);
+        put(out, &X_USER_ID, &caller.key.user_id);
+        put(out, &X_KEY_ID, &caller.key.id);
+        put(out, &X_PLAN_ID, &caller.plan.id);
         if let Some(group) = &caller.key.group_id {
-            put(&mut out, &X_GROUP_ID, group);
+            put(out, &X_GROUP_ID, group);
         }
     }
     let upstream = &target.upstream;
     for (name, value) in &upstream.headers {
-        headers::set(&mut out, name, value);
+        headers::set(out, name, value);
     }
     let group = target
         .caller
@@ -158,18 +151,17 @@ fn outgoing_headers(req: &HttpRequest, target: &Target, authority: &str) -> http
         match (upstream.auth_type, &upstream.auth_header) {
             (AuthType::Bearer, _) => {
                 let value = format!("Bearer {credential}");
-                put(&mut out, &http::header::AUTHORIZATION, &value);
+                put(out, &http::header::AUTHORIZATION, &value);
             }
             (AuthType::Basic, _) => {
                 let encoded = base64::engine::general_purpose::STANDARD.encode(credential);
                 let value = format!("Basic {encoded}");
-                put(&mut out, &http::header::AUTHORIZATION, &value);
+                put(out, &http::header::AUTHORIZATION, &value);
             }
-            (AuthType::Header, Some(name)) => headers::set(&mut out, name, credential),
+            (AuthType::Header, Some(name)) => headers::set(out, name, credential),
             _ => {}
         }
     }
-    out
 }
 
 /// The address as text without a heap allocation.
@@ -193,38 +185,33 @@ fn upstream_error(target: &Target, kind: &'static str) {
 
 pub async fn forward(
     gateway: Arc<Gateway>,
-    req: HttpRequest,
-    payload: web::Payload,
+    mut parts: Parts,
+    body: Incoming,
     target: Target,
     mut metering: Metering,
     limits: LimitHeaders,
-) -> HttpResponse {
-    let query = req
-        .uri()
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
-    let url = format!("{}{}{}", target.upstream.base_url, target.path, query);
+) -> Response<ProxyBody> {
+    let url = match parts.uri.query() {
+        Some(query) => format!("{}{}?{query}", target.upstream.base_url, target.path),
+        None => format!("{}{}", target.upstream.base_url, target.path),
+    };
     let Ok(uri) = url.parse::<http::Uri>() else {
         return refuse(&gateway, Refusal::BadGateway, metering, &limits);
     };
     let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
-    let Ok(method) = http::Method::from_bytes(req.method().as_str().as_bytes()) else {
-        return refuse(&gateway, Refusal::BadGateway, metering, &limits);
-    };
     let sent = Arc::new(AtomicU64::new(0));
     let too_large = Arc::new(AtomicBool::new(false));
-    let body = request_body(
-        &req,
-        payload,
-        gateway.settings.max_body_bytes,
-        sent.clone(),
-        too_large.clone(),
-    );
-    let mut request = http::Request::new(body);
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.headers_mut() = outgoing_headers(&req, &target, &authority);
+    let body: UpstreamBody = Limited {
+        inner: body,
+        limit: gateway.settings.max_body_bytes,
+        sent: sent.clone(),
+        too_large: too_large.clone(),
+    }
+    .boxed_unsync();
+    outgoing_headers(&mut parts.headers, &target, &authority);
+    parts.uri = uri;
+    parts.version = http::Version::HTTP_11;
+    let request = http::Request::from_parts(parts, body);
 
     let client = upstream::client(target.upstream.connect_timeout_ms);
     let upstream_started = Instant::now();
@@ -263,36 +250,25 @@ pub async fn forward(
         }
     };
 
-    let (parts, body) = response.into_parts();
-    let status = StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut builder = HttpResponse::build(status);
-    headers::response_headers(&parts.headers, &mut builder);
-    builder.insert_header((
+    let (mut parts, body) = response.into_parts();
+    headers::strip_response(&mut parts.headers);
+    parts.headers.insert(
         super::X_REQUEST_ID.clone(),
         super::header_text(&metering.record.request_id),
-    ));
-    limits.apply(&mut builder, gateway.now());
-    let length = parts
-        .headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let stream = Metered {
-        inner: BodyDataStream::new(body),
+    );
+    limits.apply(&mut parts.headers, gateway.now());
+    let status = parts.status.as_u16();
+    let body = Metered {
+        inner: body,
         bytes: 0,
         done: Some(Done {
             gateway,
             metering,
             sent,
-            status: status.as_u16(),
+            status,
         }),
     };
-    match length {
-        Some(length) if req.method() != actix_web::http::Method::HEAD => {
-            builder.body(SizedStream::new(length, stream))
-        }
-        _ => builder.streaming(stream),
-    }
+    Response::from_parts(parts, ProxyBody::Upstream(body))
 }
 
 struct Done {
@@ -302,23 +278,37 @@ struct Done {
     status: u16,
 }
 
-/// The response body on its way to the client; meters the request when it ends (or the
-/// client goes away).
-struct Metered {
-    inner: BodyDataStream<Incoming>,
+/// The upstream's answer body on its way to the client; meters the request when it ends
+/// (or the client goes away).
+pub struct Metered {
+    inner: Incoming,
     bytes: u64,
     done: Option<Done>,
 }
 
-impl Stream for Metered {
-    type Item = Result<Bytes, hyper::Error>;
+impl Body for Metered {
+    type Data = Bytes;
+    type Error = hyper::Error;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(Some(Ok(chunk))) = &polled {
-            self.bytes += chunk.len() as u64;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.bytes += data.len() as u64;
         }
         polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -1,8 +1,8 @@
 //! Header rules of proxy.md §6: hop-by-hop headers never cross, the consumer's key and
-//! identity headers never reach the upstream, and actix's `http` 0.2 types become hyper's 1.x
-//! types here, in one place.
+//! identity headers never reach the upstream. The maps are edited in place: the client's
+//! request headers become the upstream request's, the upstream's answer headers become the
+//! client's, with no map rebuilt and no header converted.
 
-use actix_web::http::header::HeaderMap as ActixHeaders;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use tollgate_domain::resources::checks::HOP_BY_HOP;
@@ -19,44 +19,39 @@ const REPLACED: [&str; 5] = [
     "x-request-id",
 ];
 
-/// Header names listed in `Connection` (they are hop-by-hop too).
-fn connection_listed(connection: Option<&str>) -> Vec<String> {
-    connection
-        .map(|v| {
-            v.split(',')
-                .map(|name| name.trim().to_ascii_lowercase())
-                .filter(|name| !name.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-pub fn is_hop_by_hop(name: &str, listed: &[String]) -> bool {
-    HOP_BY_HOP.contains(&name) || listed.iter().any(|l| l == name)
-}
-
-/// The client's headers that may go upstream.
-pub fn request_headers(incoming: &ActixHeaders, key_in_authorization: bool) -> HeaderMap {
-    let listed = connection_listed(incoming.get("connection").and_then(|v| v.to_str().ok()));
-    let mut out = HeaderMap::with_capacity(incoming.len() + 8);
-    for (name, value) in incoming {
-        let name = name.as_str();
-        if is_hop_by_hop(name, &listed)
-            || IDENTITY.contains(&name)
-            || REPLACED.contains(&name)
-            || name == "x-api-key"
-            || (key_in_authorization && name == "authorization")
-        {
-            continue;
-        }
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            out.append(name, value);
-        }
+/// Removes the hop-by-hop headers, including the ones `Connection` names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
     }
-    out
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The client's headers, made fit to go upstream: hop-by-hop, identity, replaced and key
+/// headers removed.
+pub fn strip_request(headers: &mut HeaderMap, key_in_authorization: bool) {
+    strip_hop_by_hop(headers);
+    for name in IDENTITY.iter().chain(REPLACED.iter()) {
+        headers.remove(*name);
+    }
+    headers.remove("x-api-key");
+    if key_in_authorization {
+        headers.remove(http::header::AUTHORIZATION);
+    }
+}
+
+/// The upstream's headers, made fit to go back to the client.
+pub fn strip_response(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
 }
 
 /// Sets a header whose name is known, skipping values that are not valid header text.
@@ -76,31 +71,12 @@ pub fn set(headers: &mut HeaderMap, name: &str, value: &str) {
     }
 }
 
-/// The upstream's headers that may go back to the client (`Content-Length` is set by the body).
-pub fn response_headers(upstream: &HeaderMap, response: &mut actix_web::HttpResponseBuilder) {
-    let listed = connection_listed(upstream.get("connection").and_then(|v| v.to_str().ok()));
-    for (name, value) in upstream {
-        let name = name.as_str();
-        if is_hop_by_hop(name, &listed) || name == "content-length" {
-            continue;
-        }
-        if let (Ok(name), Ok(value)) = (
-            actix_web::http::header::HeaderName::from_bytes(name.as_bytes()),
-            actix_web::http::header::HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            response.append_header((name, value));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::{HeaderName as AName, HeaderValue as AValue};
 
-    #[test]
-    fn strips_hop_by_hop_key_and_identity_headers() {
-        let mut incoming = ActixHeaders::new();
+    fn incoming() -> HeaderMap {
+        let mut headers = HeaderMap::new();
         for (name, value) in [
             ("connection", "keep-alive, x-secret-hop"),
             ("x-secret-hop", "1"),
@@ -110,15 +86,36 @@ mod tests {
             ("x-user-id", "usr_forged"),
             ("accept", "application/json"),
         ] {
-            incoming.append(
-                AName::from_bytes(name.as_bytes()).unwrap(),
-                AValue::from_static(value),
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static(value),
             );
         }
-        let out = request_headers(&incoming, true);
+        headers
+    }
+
+    #[test]
+    fn strips_hop_by_hop_key_and_identity_headers() {
+        let mut out = incoming();
+        strip_request(&mut out, true);
         let names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, vec!["accept"]);
-        let kept = request_headers(&incoming, false);
+        let mut kept = incoming();
+        strip_request(&mut kept, false);
         assert!(kept.contains_key("authorization"));
+    }
+
+    #[test]
+    fn answers_lose_hop_by_hop_headers_only() {
+        let mut answer = HeaderMap::new();
+        answer.insert("connection", HeaderValue::from_static("x-hop"));
+        answer.insert("x-hop", HeaderValue::from_static("1"));
+        answer.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        answer.insert("content-length", HeaderValue::from_static("5"));
+        answer.insert("x-kept", HeaderValue::from_static("1"));
+        strip_response(&mut answer);
+        let mut names: Vec<&str> = answer.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, vec!["content-length", "x-kept"]);
     }
 }

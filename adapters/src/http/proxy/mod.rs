@@ -1,20 +1,28 @@
 //! The proxy listener (proxy.md): match a route, check the key, owner and plan, take a rate
 //! token, count the quota, then stream the request to the upstream and the answer back.
-//! Every outcome is metered.
+//! Every outcome is metered. hyper 1.x end to end: the request's parts are edited in place
+//! and forwarded, so no header map is rebuilt and no header converted.
 
 mod forward;
 mod headers;
+pub mod server;
 
-use std::{cell::RefCell, collections::HashMap, net::IpAddr, sync::Arc, time::Instant};
-
-use actix_web::{
-    HttpRequest, HttpResponse, HttpResponseBuilder,
-    http::{
-        StatusCode,
-        header::{self, HeaderName, HeaderValue},
-    },
-    web,
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
 };
+
+use bytes::Bytes;
+use http::{
+    HeaderMap, Request, Response, StatusCode,
+    header::{self, HeaderName, HeaderValue},
+};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tollgate_domain::{
@@ -32,18 +40,68 @@ use crate::{
     http::request_id,
 };
 
+/// What the proxy answers with: a body it made (errors, health), or the upstream's answer
+/// streaming through the meter.
+// The upstream variant carries the request's usage record; the body is moved into hyper's
+// response once and not copied around, so boxing it would only add an allocation a request.
+#[allow(clippy::large_enum_variant)]
+pub enum ProxyBody {
+    Full(Option<Bytes>),
+    Upstream(forward::Metered),
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Self::Upstream(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Full(bytes) => bytes.is_none(),
+            Self::Upstream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Self::Upstream(body) => body.size_hint(),
+        }
+    }
+}
+
+static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// A JSON answer Tollgate makes itself.
+fn json_response(status: StatusCode, body: String, request_id: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::Full(Some(Bytes::from(body))));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
+    headers.insert(X_REQUEST_ID.clone(), header_text(request_id));
+    response
+}
+
 /// A proxy error body (errors.md §4).
 pub fn proxy_error(
     status: StatusCode,
     code: &str,
     message: &str,
     request_id: &str,
-) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header((X_REQUEST_ID.clone(), header_text(request_id)))
-        .json(json!({
-            "error": {"code": code, "message": message, "request_id": request_id}
-        }))
+) -> Response<ProxyBody> {
+    let body = json!({
+        "error": {"code": code, "message": message, "request_id": request_id}
+    });
+    json_response(status, body.to_string(), request_id)
 }
 
 /// Names set on every answer, made once (parsing a name per answer showed in profiles).
@@ -187,9 +245,9 @@ pub(crate) struct LimitHeaders {
 }
 
 impl LimitHeaders {
-    fn apply(&self, response: &mut HttpResponseBuilder, now: Timestamp) {
+    fn apply(&self, headers: &mut HeaderMap, now: Timestamp) {
         let mut set = |name: &HeaderName, value: HeaderValue| {
-            response.insert_header((name.clone(), value));
+            headers.insert(name.clone(), value);
         };
         if let Some(rate) = &self.rate {
             let reset_at = now.unix_seconds() as u64 + rate.reset_seconds;
@@ -218,32 +276,15 @@ impl LimitHeaders {
     }
 }
 
+/// Every refusal of the lifecycle: the spec's JSON body, its headers, and the usage record.
 fn refuse(
     gateway: &Gateway,
     refusal: Refusal,
     metering: Metering,
     limits: &LimitHeaders,
-) -> HttpResponse {
+) -> Response<ProxyBody> {
     let status =
         StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = HttpResponse::build(status);
-    response.insert_header((
-        X_REQUEST_ID.clone(),
-        header_text(&metering.record.request_id),
-    ));
-    limits.apply(&mut response, gateway.now());
-    match &refusal {
-        Refusal::MissingApiKey => {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"tollgate\""));
-        }
-        Refusal::MethodNotAllowed(allowed) => {
-            response.insert_header((header::ALLOW, allowed.join(", ")));
-        }
-        Refusal::RateLimited { retry_after, .. } | Refusal::QuotaExceeded { retry_after } => {
-            response.insert_header((header::RETRY_AFTER, *retry_after));
-        }
-        _ => {}
-    }
     let body = json!({
         "error": {
             "code": refusal.code(),
@@ -252,24 +293,35 @@ fn refuse(
         }
     })
     .to_string();
-    let response = response.content_type("application/json").body(body.clone());
-    metering.finish(
-        gateway,
-        refusal.status(),
-        Some(refusal.code()),
-        body.len() as u64,
-    );
+    let length = body.len() as u64;
+    let mut response = json_response(status, body, &metering.record.request_id);
+    let headers = response.headers_mut();
+    limits.apply(headers, gateway.now());
+    match &refusal {
+        Refusal::MissingApiKey => {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tollgate\""),
+            );
+        }
+        Refusal::MethodNotAllowed(allowed) => {
+            headers.insert(header::ALLOW, header_text(&allowed.join(", ")));
+        }
+        Refusal::RateLimited { retry_after, .. } | Refusal::QuotaExceeded { retry_after } => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        _ => {}
+    }
+    metering.finish(gateway, refusal.status(), Some(refusal.code()), length);
     response
 }
 
-fn ok_health(request_id: &str) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((X_REQUEST_ID.clone(), header_text(request_id)))
-        .json(json!({"status": "ok"}))
+fn ok_health(request_id: &str) -> Response<ProxyBody> {
+    json_response(StatusCode::OK, r#"{"status":"ok"}"#.into(), request_id)
 }
 
 /// The host the client asked for: `Host` (or the URI authority), port removed, lower-case.
-fn request_host(req: &HttpRequest) -> String {
+fn request_host(req: &Request<Incoming>) -> String {
     let raw = req
         .headers()
         .get(header::HOST)
@@ -289,7 +341,7 @@ fn request_host(req: &HttpRequest) -> String {
 
 /// `X-API-Key` first, else `Authorization: Bearer` (§3). Returns the key and whether it came
 /// from `Authorization` (which is then not forwarded).
-fn presented_key(req: &HttpRequest) -> Option<(String, bool)> {
+fn presented_key(req: &Request<Incoming>) -> Option<(String, bool)> {
     if let Some(key) = req.headers().get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some((key.trim().to_owned(), false));
     }
@@ -304,11 +356,12 @@ fn digest(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-fn client_ip(req: &HttpRequest, gateway: &Gateway) -> (IpAddr, Option<String>) {
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+fn client_ip(
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+    gateway: &Gateway,
+) -> (IpAddr, Option<String>) {
+    let peer = peer.ip();
     let trusted = gateway
         .settings
         .trusted_proxies
@@ -331,18 +384,21 @@ fn client_ip(req: &HttpRequest, gateway: &Gateway) -> (IpAddr, Option<String>) {
     (peer, None)
 }
 
-async fn handle(
-    req: HttpRequest,
-    payload: web::Payload,
-    gateway: web::Data<Arc<Gateway>>,
-) -> HttpResponse {
-    let gateway: &Arc<Gateway> = &gateway;
+/// One request, start to end; the listener's only service.
+pub async fn handle(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    gateway: &Arc<Gateway>,
+) -> Response<ProxyBody> {
     let started = Instant::now();
     let now = gateway.now();
-    let path = req.path().to_owned();
+    let path = req.uri().path().to_owned();
     let method = req.method().as_str().to_owned();
-    // The proxy sets `X-Request-Id` itself (no middleware on this listener: it is the hot path).
-    let request_id = request_id::from_header(req.headers().get(&X_REQUEST_ID));
+    let request_id = request_id::from_text(
+        req.headers()
+            .get(&X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok()),
+    );
     if path == "/_tollgate/health" {
         // Reserved: never routed, whatever the method.
         return if method == "GET" {
@@ -361,7 +417,7 @@ async fn handle(
         };
     }
     let host = request_host(&req);
-    let (ip, forwarded_for) = client_ip(&req, gateway);
+    let (ip, forwarded_for) = client_ip(&req, peer, gateway);
     let user_agent: String = req
         .headers()
         .get(header::USER_AGENT)
@@ -521,9 +577,6 @@ async fn handle(
         client_ip: ip,
         host,
     };
-    forward::forward(gateway.clone(), req, payload, target, metering, limits).await
-}
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.default_service(web::to(handle));
+    let (parts, body) = req.into_parts();
+    forward::forward(gateway.clone(), parts, body, target, metering, limits).await
 }
