@@ -70,6 +70,38 @@ pub fn last_reset_token(email: &str) -> Option<String> {
         .map(|(_, t)| t.clone())
 }
 
+/// Every reset token mailed to `email` so far, oldest first.
+pub fn reset_mails(email: &str) -> Vec<String> {
+    RESET_MAILS
+        .lock()
+        .map(|mails| {
+            mails
+                .iter()
+                .filter(|(e, _)| e == email)
+                .map(|(_, t)| t.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits (at most 10 s) until `count` reset mails went to `email`; returns the `count`-th token.
+/// Reset mails go out after the answer, so a test cannot read them right after the 200.
+pub async fn wait_reset_mails(email: &str, count: usize) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mails = reset_mails(email);
+        if mails.len() >= count {
+            return mails[count - 1].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{count} reset mails to {email} expected, got {}",
+            mails.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 fn init() {
     INIT.call_once(|| {
         use tracing_subscriber::layer::SubscriberExt;
