@@ -118,7 +118,7 @@ pub async fn services(
         clock: Arc::new(SystemClock),
         ids: Arc::new(UlidIds::default()),
         secrets: Arc::new(RandomSecrets),
-        passwords: Arc::new(Argon2Passwords),
+        passwords: Arc::new(Argon2Passwords::new(config.max_concurrent_hashes)),
         vault: Arc::new(AesVault::new(&key)),
         tokens: Arc::new(JwtCodec::new(jwt_secret.as_bytes())),
         throttle: Arc::new(MemoryThrottle::default()),
@@ -292,8 +292,11 @@ impl Application {
             config.workers
         };
         let grace = config.shutdown_grace_seconds;
+        let accounts = tollgate_domain::account::Accounts::new(service.clone());
         let state = web::Data::new(admin::AdminState {
-            accounts: tollgate_domain::account::Accounts::new(service.clone()),
+            resets: admin::reset_queue::ResetQueue::start(accounts.clone()),
+            accounts,
+            trusted_proxies: trusted_proxies(&config.trusted_proxies)?,
             service,
             auth,
             allowed_origins: config

@@ -78,6 +78,9 @@ pub enum DomainError {
     LimitReached(String),
     #[error("{0}")]
     Forbidden(String),
+    /// Too many password hashes are in flight; the caller may retry after `retry_after` seconds.
+    #[error("password hashing is busy")]
+    HashingBusy { retry_after: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -92,12 +95,16 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store error: {0}")]
     Other(String),
+    /// The password hasher has no capacity left (bounded work instead of an endless queue).
+    #[error("password hashing is busy")]
+    HashingBusy { retry_after: u64 },
 }
 
 impl From<StoreError> for DomainError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unique { column } => DomainError::Conflict { attribute: column },
+            StoreError::HashingBusy { retry_after } => DomainError::HashingBusy { retry_after },
             other => DomainError::Internal(other.to_string()),
         }
     }

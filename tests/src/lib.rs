@@ -623,4 +623,16 @@ impl SmtpSink {
     pub fn messages(&self) -> Vec<String> {
         self.messages.lock().map(|m| m.clone()).unwrap_or_default()
     }
+
+    /// The messages once at least `count` arrived (at most 10 s).
+    pub async fn wait_messages(&self, count: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let messages = self.messages();
+            if messages.len() >= count || std::time::Instant::now() >= deadline {
+                return messages;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
 }

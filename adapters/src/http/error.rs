@@ -275,6 +275,15 @@ impl From<DomainError> for ApiError {
             DomainError::KeyRevoked => ApiError::new("KEY_REVOKED", "the API key is revoked"),
             DomainError::LimitReached(detail) => ApiError::new("LIMIT_REACHED", detail),
             DomainError::Forbidden(detail) => ApiError::new("FORBIDDEN", detail),
+            DomainError::HashingBusy { retry_after } => {
+                let mut error = ApiError::new(
+                    "SERVICE_UNAVAILABLE",
+                    "too many password checks are in progress; try again shortly",
+                )
+                .with_header("Retry-After", retry_after.to_string());
+                error.errors[0].meta = Some(json!({"retry_after": retry_after}));
+                error
+            }
             DomainError::Internal(cause) => ApiError::internal(cause),
         }
     }

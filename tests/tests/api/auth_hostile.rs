@@ -58,7 +58,10 @@ async fn me_with(app: &TestApp, token: Option<&str>, cookie: Option<&str>) -> St
 }
 
 async fn user_status(app: &TestApp, id: &str) -> Value {
-    app.get(&format!("/api/users/{id}")).await.attr("status").clone()
+    app.get(&format!("/api/users/{id}"))
+        .await
+        .attr("status")
+        .clone()
 }
 
 /// Logins in a loop from 8 clients while an admin suspends the user: the suspension holds, and
@@ -90,13 +93,12 @@ async fn a_suspension_is_not_undone_by_parallel_logins() {
                     match reply.status.as_u16() {
                         200 => {
                             let token = reply.attr("token").as_str().unwrap_or_default().to_owned();
-                            issued
-                                .lock()
-                                .unwrap()
-                                .push((token, session_cookie(&reply)));
+                            issued.lock().unwrap().push((token, session_cookie(&reply)));
                             logins.fetch_add(1, Ordering::Relaxed);
                         }
                         403 => assert_eq!(reply.code(), "ACCOUNT_INACTIVE", "{}", reply.body),
+                        // More than 5 logins of one email in flight: the rest wait a second.
+                        429 => assert_eq!(reply.header("retry-after"), Some("1")),
                         503 => {}
                         other => panic!("login answered {other}: {}", reply.body),
                     }
@@ -200,9 +202,11 @@ async fn an_oversized_email_is_refused_without_work() {
     let app = spawn_app().await;
     let long = format!("{}@example.com", "a".repeat(100_000));
     for _ in 0..25 {
-        login_from(&app, &long, PASSWORD, None)
-            .await
-            .expect_error(401, "INVALID_CREDENTIALS", None);
+        login_from(&app, &long, PASSWORD, None).await.expect_error(
+            401,
+            "INVALID_CREDENTIALS",
+            None,
+        );
     }
     login_from(&app, ADMIN_EMAIL, ADMIN_PASSWORD, None)
         .await
@@ -225,9 +229,14 @@ async fn the_ip_limit_believes_forwarded_for_only_from_trusted_proxies() {
     // Trusted: 20 failures from 10.0.0.1 lock 10.0.0.1, not 10.0.0.2.
     let app = spawn_app_with(|c| c.trusted_proxies = "127.0.0.1".into()).await;
     for i in 0..20 {
-        login_from(&app, &format!("nobody{i}@example.com"), PASSWORD, Some("10.0.0.1"))
-            .await
-            .expect_error(401, "INVALID_CREDENTIALS", None);
+        login_from(
+            &app,
+            &format!("nobody{i}@example.com"),
+            PASSWORD,
+            Some("10.0.0.1"),
+        )
+        .await
+        .expect_error(401, "INVALID_CREDENTIALS", None);
     }
     login_from(&app, "nobody-else@example.com", PASSWORD, Some("10.0.0.1"))
         .await
@@ -235,17 +244,27 @@ async fn the_ip_limit_believes_forwarded_for_only_from_trusted_proxies() {
     login_from(&app, "nobody-else@example.com", PASSWORD, Some("10.0.0.2"))
         .await
         .expect_error(401, "INVALID_CREDENTIALS", None);
-    login_from(&app, ADMIN_EMAIL, ADMIN_PASSWORD, Some("192.168.1.1, 10.0.0.3"))
-        .await
-        .expect(200);
+    login_from(
+        &app,
+        ADMIN_EMAIL,
+        ADMIN_PASSWORD,
+        Some("192.168.1.1, 10.0.0.3"),
+    )
+    .await
+    .expect(200);
 
     // Not trusted: the header is ignored, the peer (127.0.0.1) is counted.
     let app = spawn_app().await;
     for i in 0..20 {
         let forwarded = format!("10.0.1.{i}");
-        login_from(&app, &format!("nobody{i}@example.com"), PASSWORD, Some(&forwarded))
-            .await
-            .expect_error(401, "INVALID_CREDENTIALS", None);
+        login_from(
+            &app,
+            &format!("nobody{i}@example.com"),
+            PASSWORD,
+            Some(&forwarded),
+        )
+        .await
+        .expect_error(401, "INVALID_CREDENTIALS", None);
     }
     login_from(&app, "nobody-else@example.com", PASSWORD, Some("10.0.2.1"))
         .await
@@ -506,7 +525,13 @@ async fn every_password_change_ends_the_other_sessions() {
     app.create_user_with_password("changer@example.com", PASSWORD, "user")
         .await;
     assert_others_end(&app, "changer@example.com", PASSWORD, "me").await;
-    assert_others_end(&app, "changer@example.com", "changed password 1", "password").await;
+    assert_others_end(
+        &app,
+        "changer@example.com",
+        "changed password 1",
+        "password",
+    )
+    .await;
     // An admin setting their own password through /api/users/{id}.
     assert_others_end(&app, ADMIN_EMAIL, ADMIN_PASSWORD, "users").await;
 
