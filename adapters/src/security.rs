@@ -493,9 +493,10 @@ impl Default for MemoryThrottle {
     }
 }
 
-const WINDOW_MS: i64 = 15 * 60 * 1000;
-const EMAIL_LIMIT: u32 = 5;
-const IP_LIMIT: u32 = 20;
+/// The throttle's window and lock length, and its limits (auth.md §8).
+pub const WINDOW_MS: i64 = 15 * 60 * 1000;
+pub const EMAIL_LIMIT: u32 = 5;
+pub const IP_LIMIT: u32 = 20;
 
 fn seconds_left(until: i64, now: i64) -> u64 {
     ((until - now).max(1) as u64).div_ceil(1000)

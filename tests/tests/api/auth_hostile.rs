@@ -563,3 +563,88 @@ async fn every_password_change_ends_the_other_sessions() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// With Redis the counters are shared: failures on one node lock the email on the other.
+#[tokio::test]
+async fn with_redis_every_node_counts_the_same_failures() {
+    let redis = std::env::var("TOLLGATE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    // Redis outlives the test: a fresh address and client IP per run keep runs apart.
+    let run = ulid::Ulid::generate().to_string().to_lowercase();
+    let forwarded = format!(
+        "10.{}.{}.{}",
+        run.as_bytes()[20],
+        run.as_bytes()[23],
+        run.as_bytes()[25]
+    );
+    let configure = |c: &mut tollgate::config::Config| {
+        c.redis_url = Some(redis.clone());
+        c.trusted_proxies = "127.0.0.1".into();
+    };
+    let app = spawn_app_with(configure).await;
+    let (other_node, _) = tollgate_tests::spawn_node(&app.database_url, configure).await;
+    let email = format!("shared-{run}@example.com");
+    app.create_user_with_password(&email, PASSWORD, "user")
+        .await;
+    for _ in 0..5 {
+        login_from(&app, &email, "not the password at all", Some(&forwarded))
+            .await
+            .expect_error(401, "INVALID_CREDENTIALS", None);
+    }
+    let elsewhere = Reply::from(
+        app.client
+            .post(format!("{other_node}/api/auth/login"))
+            .header("Content-Type", MT)
+            .header("X-Forwarded-For", &forwarded)
+            .body(login_body(&email, PASSWORD))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    elsewhere.expect_error(429, "TOO_MANY_LOGIN_ATTEMPTS", None);
+    let retry: u64 = elsewhere.header("retry-after").unwrap().parse().unwrap();
+    assert!((800..=900).contains(&retry), "{retry}");
+
+    // 50 parallel guesses spread over both nodes: still at most 5 are checked.
+    let app = Arc::new(app);
+    for trial in 0..TRIALS {
+        let email = format!("spread{trial}-{run}@example.com");
+        app.create_user_with_password(&email, PASSWORD, "user")
+            .await;
+        let forwarded = format!("11.{}.{}.{trial}", run.as_bytes()[20], run.as_bytes()[23]);
+        let attempts: Vec<_> = (0..50)
+            .map(|i| {
+                let (app, email, forwarded) = (app.clone(), email.clone(), forwarded.clone());
+                let node = if i % 2 == 0 {
+                    app.admin.clone()
+                } else {
+                    other_node.clone()
+                };
+                tokio::spawn(async move {
+                    let reply = app
+                        .client
+                        .post(format!("{node}/api/auth/login"))
+                        .header("Content-Type", MT)
+                        .header("X-Forwarded-For", forwarded.as_str())
+                        .body(login_body(&email, &format!("wrong password {i:04}")))
+                        .send()
+                        .await
+                        .unwrap();
+                    reply.status().as_u16()
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for attempt in attempts {
+            statuses.push(attempt.await.unwrap());
+        }
+        let rejected = statuses.iter().filter(|s| **s == 401).count();
+        let throttled = statuses.iter().filter(|s| **s == 429).count();
+        assert_eq!(
+            (rejected, throttled),
+            (5, 45),
+            "trial {trial}: {statuses:?}"
+        );
+    }
+}
