@@ -59,7 +59,8 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ResetMailCapture {
     }
 }
 
-/// The newest reset token logged for `email`.
+/// The newest reset token logged for `email` so far. Reset mails go out after the answer:
+/// after a request, use [`wait_reset_mails`].
 pub fn last_reset_token(email: &str) -> Option<String> {
     RESET_MAILS
         .lock()
