@@ -3,6 +3,7 @@
 
 pub mod gateway;
 pub mod http;
+pub mod login_throttle;
 pub mod mail;
 pub mod persistence;
 pub mod security;

@@ -97,31 +97,95 @@ impl SecretMint for RandomSecrets {
 }
 
 /// argon2id with the OWASP parameters (m = 19456 KiB, t = 2, p = 1), off the async threads.
-pub struct Argon2Passwords;
+///
+/// Each hash costs ~19 MiB and tens of ms of a core, so the work is bounded: at most
+/// `concurrency` run at once and at most three times as many more wait (for up to
+/// [`HASH_WAIT`]); beyond that the call fails at once with [`StoreError::HashingBusy`] (503)
+/// instead of queueing without limit.
+pub struct Argon2Passwords {
+    running: tokio::sync::Semaphore,
+    admitted: std::sync::atomic::AtomicUsize,
+    max_admitted: usize,
+}
+
+/// How long a hash may wait for a free slot before the request is turned away.
+pub const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What a caller turned away is told to wait (seconds).
+const HASH_RETRY_AFTER: u64 = 1;
+
+impl Argon2Passwords {
+    /// `concurrency` hashes at once; 0 = two per core.
+    pub fn new(concurrency: usize) -> Self {
+        let concurrency = if concurrency == 0 {
+            2 * std::thread::available_parallelism().map_or(2, usize::from)
+        } else {
+            concurrency
+        };
+        Self {
+            running: tokio::sync::Semaphore::new(concurrency),
+            admitted: std::sync::atomic::AtomicUsize::new(0),
+            max_admitted: concurrency * 4,
+        }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        use std::sync::atomic::Ordering;
+        /// Gives the admission back however the call ends (including a dropped future).
+        struct Admission<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Admission<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let busy = StoreError::HashingBusy {
+            retry_after: HASH_RETRY_AFTER,
+        };
+        let before = self.admitted.fetch_add(1, Ordering::AcqRel);
+        let _admission = Admission(&self.admitted);
+        if before >= self.max_admitted {
+            return Err(busy);
+        }
+        let _slot = match tokio::time::timeout(HASH_WAIT, self.running.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(busy),
+        };
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| StoreError::Other(e.to_string()))?
+    }
+}
+
+impl Default for Argon2Passwords {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
 
 #[async_trait]
 impl PasswordHasher for Argon2Passwords {
     async fn hash(&self, password: &str) -> Result<String, StoreError> {
         let password = password.to_owned();
-        tokio::task::spawn_blocking(move || {
+        self.run(move || {
             argon2::PasswordHasher::hash_password(&Argon2::default(), password.as_bytes())
                 .map(|h| h.to_string())
                 .map_err(|e| StoreError::Other(format!("password hashing failed: {e}")))
         })
         .await
-        .map_err(|e| StoreError::Other(e.to_string()))?
     }
 
     async fn verify(&self, password: &str, hash: &str) -> Result<bool, StoreError> {
         let (password, hash) = (password.to_owned(), hash.to_owned());
-        tokio::task::spawn_blocking(move || {
+        self.run(move || {
             let parsed = PasswordHash::new(&hash).map_err(|e| StoreError::Other(e.to_string()))?;
             Ok(Argon2::default()
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok())
         })
         .await
-        .map_err(|e| StoreError::Other(e.to_string()))?
     }
 }
 
@@ -211,20 +275,92 @@ mod tests {
 
     #[tokio::test]
     async fn argon2id_hashes_verify() {
-        let hash = Argon2Passwords.hash("correct horse battery").await.unwrap();
+        let hasher = Argon2Passwords::default();
+        let hash = hasher.hash("correct horse battery").await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(
-            Argon2Passwords
-                .verify("correct horse battery", &hash)
+        assert!(hasher.verify("correct horse battery", &hash).await.unwrap());
+        assert!(!hasher.verify("wrong horse battery", &hash).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashing_beyond_the_bound_is_refused_not_queued() {
+        let hasher = std::sync::Arc::new(Argon2Passwords::new(1));
+        let calls: Vec<_> = (0..12)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.hash("correct horse battery").await })
+            })
+            .collect();
+        let (mut done, mut busy) = (0, 0);
+        for call in calls {
+            match call.await.unwrap() {
+                Ok(_) => done += 1,
+                Err(StoreError::HashingBusy { .. }) => busy += 1,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        // One runs, three wait; the other eight are turned away at once.
+        assert_eq!((done, busy), (4, 8));
+    }
+
+    #[tokio::test]
+    async fn the_throttle_counts_before_the_verdict() {
+        use tollgate_domain::ports::LoginThrottle;
+        let throttle = MemoryThrottle::default();
+        for _ in 0..EMAIL_LIMIT {
+            throttle.reserve("a@b.c", "10.0.0.1").await.unwrap();
+        }
+        // Five in flight fill the budget: the sixth waits a second, it is no lock yet.
+        assert_eq!(throttle.reserve("a@b.c", "10.0.0.1").await, Err(1));
+        // An undecided attempt gives its place back; a success clears the failures.
+        throttle.release("a@b.c", "10.0.0.1").await;
+        throttle.reserve("a@b.c", "10.0.0.1").await.unwrap();
+        throttle.succeeded("a@b.c", "10.0.0.1").await;
+        for _ in 0..EMAIL_LIMIT - 1 {
+            throttle.failed("a@b.c", "10.0.0.1").await;
+        }
+        throttle.reserve("a@b.c", "10.0.0.1").await.unwrap();
+        // Five failures lock the email for the window.
+        throttle.failed("a@b.c", "10.0.0.1").await;
+        let locked = throttle.reserve("a@b.c", "10.0.0.1").await.unwrap_err();
+        assert!((890..=900).contains(&locked), "{locked}");
+        // The IP counts failures across emails.
+        for i in 0..IP_LIMIT {
+            throttle
+                .reserve(&format!("x{i}@b.c"), "10.0.0.2")
                 .await
-                .unwrap()
-        );
-        assert!(
-            !Argon2Passwords
-                .verify("wrong horse battery", &hash)
-                .await
-                .unwrap()
-        );
+                .unwrap();
+            throttle.failed(&format!("x{i}@b.c"), "10.0.0.2").await;
+        }
+        assert!(throttle.reserve("other@b.c", "10.0.0.2").await.unwrap_err() > 1);
+        assert!(throttle.reserve("other@b.c", "10.0.0.3").await.is_ok());
+    }
+
+    #[test]
+    fn the_throttle_map_is_bounded() {
+        let now = 1_000_000;
+        let lock = |throttle: &MemoryThrottle, email: &str, ip: &str| {
+            for _ in 0..EMAIL_LIMIT {
+                throttle.reserve_at(email, ip, now).unwrap();
+                throttle.failed_at(email, ip, now);
+            }
+        };
+        // Full: unlocked counters make room, locks stay.
+        let throttle = MemoryThrottle::with_capacity(4);
+        lock(&throttle, "victim", "a");
+        throttle.reserve_at("x", "b", now).unwrap();
+        throttle.failed_at("x", "b", now);
+        throttle.reserve_at("y", "c", now).unwrap();
+        throttle.failed_at("y", "c", now);
+        assert!(throttle.len() <= 4, "{}", throttle.len());
+        assert!(throttle.reserve_at("victim", "d", now + 1).unwrap_err() > 1);
+        // Entries past their window and lock are swept when room is needed.
+        throttle.reserve_at("z", "e", now + WINDOW_MS + 1).unwrap();
+        assert_eq!(throttle.len(), 2);
+        // Only locks left and no room: new keys are refused, not let through.
+        let full = MemoryThrottle::with_capacity(2);
+        lock(&full, "v1", "a");
+        assert!(full.reserve_at("v2", "b", now).is_err());
     }
 }
 
@@ -298,41 +434,174 @@ impl tollgate_domain::ports::TokenCodec for JwtCodec {
 }
 
 /// Failed-login counters in process memory: 5 per email and 20 per IP within 15 minutes lock
-/// that email or IP for 15 minutes.
+/// that email or IP for 15 minutes. Attempts in flight hold their place: while failures plus
+/// pending attempts fill the budget, a further attempt gets 429 with `Retry-After: 1`.
+///
+/// The map is bounded: entries whose window and lock have passed (and with nothing pending)
+/// are swept, and when it is full of live entries the unlocked ones are dropped to make room;
+/// locked ones are kept. If locks alone fill it, new keys are refused (fail closed, with a
+/// retry after one window) rather than evicting a lock an attacker has earned.
 pub struct MemoryThrottle {
-    entries: Mutex<std::collections::HashMap<String, (u32, i64)>>,
+    state: Mutex<ThrottleState>,
+    capacity: usize,
 }
+
+#[derive(Default)]
+struct ThrottleState {
+    entries: std::collections::HashMap<String, Counter>,
+    last_sweep: i64,
+}
+
+/// One key's failures in the current window, attempts in flight, and the end of its lock.
+#[derive(Clone, Copy)]
+struct Counter {
+    failures: u32,
+    pending: u32,
+    window_start: i64,
+    locked_until: i64,
+}
+
+impl Counter {
+    fn new(now: i64) -> Self {
+        Self {
+            failures: 0,
+            pending: 0,
+            window_start: now,
+            locked_until: 0,
+        }
+    }
+
+    /// A window over: its failures no longer count.
+    fn roll(&mut self, now: i64) {
+        if self.window_start + WINDOW_MS <= now {
+            self.failures = 0;
+            self.window_start = now;
+        }
+    }
+
+    fn expired(&self, now: i64) -> bool {
+        self.pending == 0 && self.window_start + WINDOW_MS <= now && self.locked_until <= now
+    }
+}
+
+/// Entries kept at most (a few MB: keys are ≤ 260 bytes).
+pub const THROTTLE_CAPACITY: usize = 100_000;
 
 impl Default for MemoryThrottle {
     fn default() -> Self {
-        Self {
-            entries: Mutex::new(std::collections::HashMap::new()),
-        }
+        Self::with_capacity(THROTTLE_CAPACITY)
     }
 }
 
-const WINDOW_MS: i64 = 15 * 60 * 1000;
-const EMAIL_LIMIT: u32 = 5;
-const IP_LIMIT: u32 = 20;
+/// The throttle's window and lock length, and its limits (auth.md §8).
+pub const WINDOW_MS: i64 = 15 * 60 * 1000;
+pub const EMAIL_LIMIT: u32 = 5;
+pub const IP_LIMIT: u32 = 20;
+
+fn seconds_left(until: i64, now: i64) -> u64 {
+    ((until - now).max(1) as u64).div_ceil(1000)
+}
+
+fn keys(email: &str, ip: &str) -> [(String, u32); 2] {
+    [
+        (format!("email:{email}"), EMAIL_LIMIT),
+        (format!("ip:{ip}"), IP_LIMIT),
+    ]
+}
 
 impl MemoryThrottle {
-    fn locked(&self, key: &str, limit: u32, now: i64) -> Option<u64> {
-        let entries = self.entries.lock().ok()?;
-        let (count, since) = entries.get(key)?;
-        let left = since + WINDOW_MS - now;
-        (*count >= limit && left > 0).then(|| (left as u64).div_ceil(1000))
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(ThrottleState::default()),
+            capacity: capacity.max(2),
+        }
     }
 
-    fn bump(&self, key: String, now: i64) {
-        if let Ok(mut entries) = self.entries.lock() {
-            let entry = entries.entry(key).or_insert((0, now));
-            if entry.1 + WINDOW_MS <= now {
-                *entry = (0, now);
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.state.lock().map(|s| s.entries.len()).unwrap_or(0)
+    }
+
+    /// Makes room for `needed` new keys; false when only locks and pending attempts are left.
+    fn make_room(&self, state: &mut ThrottleState, needed: usize, now: i64) -> bool {
+        if state.entries.len() + needed <= self.capacity {
+            return true;
+        }
+        // Sweeping is O(n): at most once a second when the map stays full.
+        if state.last_sweep + 1000 <= now {
+            state.last_sweep = now;
+            state.entries.retain(|_, c| !c.expired(now));
+            if state.entries.len() + needed <= self.capacity {
+                return true;
             }
-            entry.0 += 1;
-            // The lock lasts 15 minutes from the failure that triggered it.
-            if entry.0 == EMAIL_LIMIT || entry.0 == IP_LIMIT {
-                entry.1 = now;
+        }
+        state
+            .entries
+            .retain(|_, c| c.locked_until > now || c.pending > 0);
+        state.entries.len() + needed <= self.capacity
+    }
+
+    fn reserve_at(&self, email: &str, ip: &str, now: i64) -> Result<(), u64> {
+        let keys = keys(email, ip);
+        let Ok(mut state) = self.state.lock() else {
+            return Err(seconds_left(now + WINDOW_MS, now));
+        };
+        let mut busy = false;
+        for (key, limit) in &keys {
+            if let Some(counter) = state.entries.get_mut(key) {
+                if counter.locked_until > now {
+                    return Err(seconds_left(counter.locked_until, now));
+                }
+                counter.roll(now);
+                busy |= counter.failures + counter.pending >= *limit;
+            }
+        }
+        if busy {
+            return Err(1);
+        }
+        let needed = keys
+            .iter()
+            .filter(|(key, _)| !state.entries.contains_key(key))
+            .count();
+        if !self.make_room(&mut state, needed, now) {
+            return Err(seconds_left(now + WINDOW_MS, now));
+        }
+        for (key, _) in keys {
+            state
+                .entries
+                .entry(key)
+                .or_insert(Counter::new(now))
+                .pending += 1;
+        }
+        Ok(())
+    }
+
+    fn failed_at(&self, email: &str, ip: &str, now: i64) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        for (key, limit) in keys(email, ip) {
+            let counter = state.entries.entry(key).or_insert(Counter::new(now));
+            counter.pending = counter.pending.saturating_sub(1);
+            counter.roll(now);
+            counter.failures += 1;
+            // The lock lasts 15 minutes from the failure that reached the limit.
+            if counter.failures >= limit {
+                counter.locked_until = now + WINDOW_MS;
+            }
+        }
+    }
+
+    /// Ends one pending attempt of `key`; `clear` also forgets its failures.
+    fn settle(state: &mut ThrottleState, key: &str, clear: bool) {
+        if let Some(counter) = state.entries.get_mut(key) {
+            counter.pending = counter.pending.saturating_sub(1);
+            if clear {
+                counter.failures = 0;
+                counter.locked_until = 0;
+                if counter.pending == 0 {
+                    state.entries.remove(key);
+                }
             }
         }
     }
@@ -340,21 +609,25 @@ impl MemoryThrottle {
 
 #[async_trait]
 impl tollgate_domain::ports::LoginThrottle for MemoryThrottle {
-    async fn retry_after(&self, email: &str, ip: &str) -> Option<u64> {
-        let now = Timestamp::now().millis();
-        self.locked(&format!("email:{email}"), EMAIL_LIMIT, now)
-            .or_else(|| self.locked(&format!("ip:{ip}"), IP_LIMIT, now))
+    async fn reserve(&self, email: &str, ip: &str) -> Result<(), u64> {
+        self.reserve_at(email, ip, Timestamp::now().millis())
     }
 
-    async fn record_failure(&self, email: &str, ip: &str) {
-        let now = Timestamp::now().millis();
-        self.bump(format!("email:{email}"), now);
-        self.bump(format!("ip:{ip}"), now);
+    async fn failed(&self, email: &str, ip: &str) {
+        self.failed_at(email, ip, Timestamp::now().millis());
     }
 
-    async fn clear(&self, email: &str) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(&format!("email:{email}"));
+    async fn succeeded(&self, email: &str, ip: &str) {
+        if let Ok(mut state) = self.state.lock() {
+            Self::settle(&mut state, &format!("email:{email}"), true);
+            Self::settle(&mut state, &format!("ip:{ip}"), false);
+        }
+    }
+
+    async fn release(&self, email: &str, ip: &str) {
+        if let Ok(mut state) = self.state.lock() {
+            Self::settle(&mut state, &format!("email:{email}"), false);
+            Self::settle(&mut state, &format!("ip:{ip}"), false);
         }
     }
 }

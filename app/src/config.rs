@@ -93,6 +93,9 @@ pub struct Config {
     pub proxy_max_body_bytes: u64,
     /// Comma-separated IPs/CIDRs of load balancers whose `X-Forwarded-For` is trusted.
     pub trusted_proxies: String,
+    /// Password hashes (login, password changes) computed at once; 0 = two per core. Up to
+    /// three times as many more wait; beyond that requests get 503.
+    pub max_concurrent_hashes: usize,
     /// Usage records older than this are deleted.
     pub usage_retention_days: u64,
     /// Seconds between active health checks of upstreams with a `health_check_path`.
@@ -132,6 +135,7 @@ impl Default for Config {
             workers: 0,
             proxy_max_body_bytes: 10 * 1024 * 1024,
             trusted_proxies: String::new(),
+            max_concurrent_hashes: 0,
             usage_retention_days: 90,
             health_check_interval_seconds: 30,
         }

@@ -20,6 +20,7 @@ use serde_json::json;
 use tollgate_adapters::{
     gateway::{self, Gateway, GatewaySettings},
     http::{access_log, admin, proxy, request_id},
+    login_throttle::RedisThrottle,
     mail::{LogMailer, NoMailer, SmtpMailer},
     persistence::{SeaStore, session_store::DbSessionStore},
     security::{
@@ -111,6 +112,22 @@ fn mailer(config: &Config) -> anyhow::Result<Arc<dyn tollgate_domain::ports::Mai
     })
 }
 
+/// Login counters in Redis when `TOLLGATE_REDIS_URL` is set (shared by every node), else in
+/// this process. Redis unreachable at start: this node's own counters, with a WARN.
+async fn login_throttle(config: &Config) -> Arc<dyn tollgate_domain::ports::LoginThrottle> {
+    match &config.redis_url {
+        Some(url) if !url.is_empty() => match RedisThrottle::connect(url).await {
+            Ok(throttle) => return Arc::new(throttle),
+            Err(error) => tracing::warn!(
+                %error,
+                "cannot connect to Redis for the login throttle: using this node's counters"
+            ),
+        },
+        _ => {}
+    }
+    Arc::new(MemoryThrottle::default())
+}
+
 /// The use cases over a store, with the production adapters.
 pub async fn services(
     store: SeaStore,
@@ -132,10 +149,10 @@ pub async fn services(
         clock: Arc::new(SystemClock),
         ids: Arc::new(UlidIds::default()),
         secrets: Arc::new(RandomSecrets),
-        passwords: Arc::new(Argon2Passwords),
+        passwords: Arc::new(Argon2Passwords::new(config.max_concurrent_hashes)),
         vault: Arc::new(AesVault::new(&key)),
         tokens: Arc::new(JwtCodec::new(jwt_secret.as_bytes())),
-        throttle: Arc::new(MemoryThrottle::default()),
+        throttle: login_throttle(config).await,
         mailer: mailer(config)?,
         webhooks: Arc::new(
             HttpWebhookSender::new().context("cannot build the webhook HTTP client")?,
@@ -329,8 +346,11 @@ impl Application {
         let admin_port = admin_listener.local_addr()?.port();
         let proxy_port = proxy_listeners.port();
         let grace = config.shutdown_grace_seconds;
+        let accounts = tollgate_domain::account::Accounts::new(service.clone());
         let state = web::Data::new(admin::AdminState {
-            accounts: tollgate_domain::account::Accounts::new(service.clone()),
+            resets: admin::reset_queue::ResetQueue::start(accounts.clone()),
+            accounts,
+            trusted_proxies: trusted_proxies(&config.trusted_proxies)?,
             service,
             auth,
             allowed_origins: config

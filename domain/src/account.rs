@@ -146,7 +146,7 @@ impl Accounts {
                 DomainError::Forbidden("an admin key cannot change a password".into()).into(),
             );
         }
-        let mut user = self.own_row(actor).await?;
+        let user = self.own_row(actor).await?;
         let ports = self.service.ports();
         let hash = text(&user, "password_hash");
         if hash.is_empty() || !ports.passwords.verify(current, &hash).await? {
@@ -155,13 +155,22 @@ impl Accounts {
         users::check_password_policy(new, &text(&user, "email")).map_err(|detail| {
             DomainError::Invalid(vec![attr_problem("password", ProblemKind::Invalid, detail)])
         })?;
-        user.insert(
-            "password_hash".into(),
-            json!(ports.passwords.hash(new).await?),
-        );
+        let new_hash = ports.passwords.hash(new).await?;
+        let user_id = text(&user, "id");
         let mut tx = ports.store.begin().await?;
-        tx.update("users", &user).await?;
-        let mut others = Cond::eq("user_id", text(&user, "id"));
+        // Only the hash is written, and only over the one just verified: the row read before
+        // hashing is stale by now (an admin may have suspended the user meanwhile).
+        let mut values = Row::new();
+        values.insert("password_hash".into(), json!(new_hash));
+        let unchanged = Cond::All(vec![
+            Cond::eq("id", user_id.clone()),
+            Cond::is_null("deleted_at"),
+            Cond::eq("password_hash", hash),
+        ]);
+        if tx.set_where("users", &unchanged, &values).await? == 0 {
+            return Err(AccountError::WrongCurrentPassword);
+        }
+        let mut others = Cond::eq("user_id", user_id);
         if let Some(sid) = &actor.session_id {
             others = others.and(Cond::cmp("id", CmpOp::Ne, sid.clone()));
         }
@@ -203,11 +212,14 @@ impl Accounts {
         }
     }
 
-    /// `POST /api/auth/forgot-password`: mails a token when the address belongs to a user.
-    /// Never tells the caller whether it did.
+    /// `POST /api/auth/forgot-password` (run after the answer): mails a token when the address
+    /// belongs to a user and fewer than [`RESETS_PER_HOUR`] were requested for it in the last
+    /// hour. Never tells the caller whether it did.
     pub async fn forgot_password(&self, email: &str) -> Result<(), AccountError> {
+        let Some(email) = reset_address(email) else {
+            return Ok(());
+        };
         let ports = self.service.ports();
-        let email = email.trim().to_lowercase();
         let now = ports.clock.now();
         let mut tx = ports.store.begin().await?;
         let Some(user) = tx
@@ -220,6 +232,10 @@ impl Accounts {
             return Ok(());
         };
         let user_id = text(&user, "id");
+        // One request per user at a time (nodes share the database), so the count is exact.
+        users::lock_user(&mut *tx, json!(user_id)).await?;
+        // Every request of the hour counts, replaced tokens included: they are kept (expired)
+        // rather than deleted, so the limit does not depend on how many are still live.
         let recent = Cond::eq("user_id", user_id.clone()).and(Cond::cmp(
             "created_at",
             CmpOp::Gt,
@@ -229,11 +245,14 @@ impl Accounts {
             return Ok(());
         }
         // A new request invalidates the older tokens.
-        tx.delete_where(
-            "password_resets",
-            &Cond::eq("user_id", user_id.clone()).and(Cond::is_null("used_at")),
-        )
-        .await?;
+        let mut expire = Row::new();
+        expire.insert("expires_at".into(), json!(now.millis()));
+        let live = Cond::All(vec![
+            Cond::eq("user_id", user_id.clone()),
+            Cond::is_null("used_at"),
+            Cond::cmp("expires_at", CmpOp::Gt, now.millis()),
+        ]);
+        tx.set_where("password_resets", &live, &expire).await?;
         let token = ports.secrets.reset_token();
         let mut row = Row::new();
         row.insert("id".into(), json!(ports.ids.new_id("rst_")));
@@ -252,37 +271,53 @@ impl Accounts {
     pub async fn reset_password(&self, token: &str, password: &str) -> Result<(), AccountError> {
         let ports = self.service.ports();
         let now: Timestamp = ports.clock.now();
-        let mut tx = ports.store.begin().await?;
+        let digest = ports.secrets.digest(token);
         let live = Cond::All(vec![
-            Cond::eq("token_digest", ports.secrets.digest(token)),
+            Cond::eq("token_digest", digest),
             Cond::is_null("used_at"),
             Cond::cmp("expires_at", CmpOp::Gt, now.millis()),
         ]);
-        let mut reset = tx
-            .find("password_resets", live)
+        let mut session = ports.store.read().await?;
+        let reset = session
+            .find("password_resets", live.clone())
             .await?
             .ok_or(AccountError::InvalidResetToken)?;
         let user_id = text(&reset, "user_id");
-        let mut user = tx
+        let user = session
             .find(
                 "users",
                 Cond::is_null("deleted_at").and(Cond::eq("id", user_id.clone())),
             )
             .await?
             .ok_or(AccountError::InvalidResetToken)?;
+        drop(session);
         users::check_password_policy(password, &text(&user, "email")).map_err(|detail| {
             DomainError::Invalid(vec![attr_problem("password", ProblemKind::Invalid, detail)])
         })?;
-        user.insert(
-            "password_hash".into(),
-            json!(ports.passwords.hash(password).await?),
-        );
-        tx.update("users", &user).await?;
-        reset.insert("used_at".into(), json!(now.millis()));
-        tx.update("password_resets", &reset).await?;
+        let hash = ports.passwords.hash(password).await?;
+        let mut tx = ports.store.begin().await?;
+        // Spending the token is the check: two requests with it cannot both succeed.
+        let mut used = Row::new();
+        used.insert("used_at".into(), json!(now.millis()));
+        if tx.set_where("password_resets", &live, &used).await? == 0 {
+            return Err(AccountError::InvalidResetToken);
+        }
+        let mut values = Row::new();
+        values.insert("password_hash".into(), json!(hash));
+        let alive = Cond::eq("id", user_id.clone()).and(Cond::is_null("deleted_at"));
+        if tx.set_where("users", &alive, &values).await? == 0 {
+            return Err(AccountError::InvalidResetToken);
+        }
         tx.delete_where("sessions", &Cond::eq("user_id", user_id))
             .await?;
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The normalised address of a reset request, or `None` when no account can have it.
+pub fn reset_address(email: &str) -> Option<String> {
+    let email = email.trim();
+    (email.len() <= 4 * users::EMAIL_MAX_CHARS && email.chars().count() <= users::EMAIL_MAX_CHARS)
+        .then(|| email.to_lowercase())
 }

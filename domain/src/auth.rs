@@ -12,6 +12,7 @@ use crate::{
     error::StoreError,
     ports::{Ports, TokenClaims},
     query::{CmpOp, Cond},
+    resources::users,
     sessions,
 };
 
@@ -235,24 +236,57 @@ impl Authentication {
         })
     }
 
-    /// Checks email and password (with throttling) and opens a session. The session row
-    /// itself is written by the session store when the cookie is issued.
+    /// Checks email and password (with throttling) and opens a session: the `sessions` row is
+    /// written here, in the same transaction that re-checks the account, and the session store
+    /// only attaches the cookie key to it. `previous_sid` is the session the request's cookie
+    /// named: it ends (no session fixation).
     pub async fn login(
         &self,
         email: &str,
         password: &str,
         client_ip: &str,
+        previous_sid: Option<&str>,
     ) -> Result<Login, LoginError> {
+        // No account has a longer address: refused before any other work (and not counted,
+        // so the throttle's memory never holds such a key).
+        if email.len() > 4 * users::EMAIL_MAX_CHARS
+            || email.trim().chars().count() > users::EMAIL_MAX_CHARS
+        {
+            return Err(LoginError::InvalidCredentials);
+        }
         let email = email.trim().to_lowercase();
         let throttle = &self.ports.throttle;
-        if let Some(retry_after) = throttle.retry_after(&email, client_ip).await {
-            return Err(LoginError::Throttled { retry_after });
+        // The attempt holds a place in the failure budget until its outcome is known.
+        throttle
+            .reserve(&email, client_ip)
+            .await
+            .map_err(|retry_after| LoginError::Throttled { retry_after })?;
+        let outcome = self.check_and_open(&email, password, previous_sid).await;
+        match &outcome {
+            Ok(_) => throttle.succeeded(&email, client_ip).await,
+            Err(LoginError::InvalidCredentials) => throttle.failed(&email, client_ip).await,
+            Err(_) => throttle.release(&email, client_ip).await,
+        }
+        outcome
+    }
+
+    async fn check_and_open(
+        &self,
+        email: &str,
+        password: &str,
+        previous_sid: Option<&str>,
+    ) -> Result<Login, LoginError> {
+        // Longer than the password policy allows: matches no stored hash, so no hashing.
+        if password.len() > 4 * users::PASSWORD_MAX_CHARS
+            || password.chars().count() > users::PASSWORD_MAX_CHARS
+        {
+            return Err(LoginError::InvalidCredentials);
         }
         let mut session = self.ports.store.read().await?;
         let user = session
             .find(
                 "users",
-                Cond::is_null("deleted_at").and(Cond::eq("email", email.clone())),
+                Cond::is_null("deleted_at").and(Cond::eq("email", email)),
             )
             .await?;
         drop(session);
@@ -270,20 +304,68 @@ impl Authentication {
                 false
             }
         };
-        let Some(mut user) = user.filter(|_| verified) else {
-            throttle.record_failure(&email, client_ip).await;
+        let (Some(user), Some(hash)) = (user.filter(|_| verified), hash) else {
             return Err(LoginError::InvalidCredentials);
         };
         if user.get("status") != Some(&json!("active")) {
             return Err(LoginError::Inactive);
         }
-        throttle.clear(&email).await;
+        let user_id = user.get("id").cloned().unwrap_or(Value::Null);
         let now = self.ports.clock.now();
-        user.insert("last_login_at".into(), json!(now.millis()));
         let mut tx = self.ports.store.begin().await?;
-        tx.update("users", &user).await?;
-        tx.commit().await?;
+        // Only `last_login_at` is written, and only while the account is still active with the
+        // password just verified: the hash took tens of ms, in which an admin may have suspended
+        // the user or the password may have changed. This update also locks the row, so such a
+        // change either waits for this login (and then ends its session) or came first.
+        let still_valid = Cond::All(vec![
+            Cond::Eq("id".into(), user_id.clone()),
+            Cond::is_null("deleted_at"),
+            Cond::eq("status", "active"),
+            Cond::eq("password_hash", hash),
+        ]);
+        let mut stamp = Row::new();
+        stamp.insert("last_login_at".into(), json!(now.millis()));
+        if tx.set_where("users", &still_valid, &stamp).await? == 0 {
+            let current = tx
+                .find(
+                    "users",
+                    Cond::is_null("deleted_at").and(Cond::Eq("id".into(), user_id)),
+                )
+                .await?;
+            return Err(match current {
+                Some(u) if u.get("status") != Some(&json!("active")) => LoginError::Inactive,
+                _ => LoginError::InvalidCredentials,
+            });
+        }
+        let user = tx
+            .find("users", Cond::Eq("id".into(), user_id.clone()))
+            .await?
+            .ok_or(LoginError::InvalidCredentials)?;
+        if let Some(previous) = previous_sid {
+            tx.delete_where("sessions", &Cond::eq("id", previous))
+                .await?;
+        }
         let session_id = self.ports.ids.new_id("ses_");
+        let expires_at = Timestamp::from_millis(now.millis() + sessions::ABSOLUTE_MS);
+        let mut row = Row::new();
+        row.insert("id".into(), json!(session_id));
+        // No cookie key yet: a random digest nobody holds, replaced when the cookie is issued.
+        let unclaimed = self.ports.secrets.reset_token();
+        row.insert(
+            "key_digest".into(),
+            json!(self.ports.secrets.digest(&unclaimed)),
+        );
+        row.insert("user_id".into(), user_id);
+        row.insert(
+            "role".into(),
+            user.get("role").cloned().unwrap_or(json!("user")),
+        );
+        row.insert("state".into(), json!({}));
+        row.insert("created_at".into(), json!(now.millis()));
+        row.insert("last_seen_at".into(), json!(now.millis()));
+        row.insert("expires_at".into(), json!(expires_at.millis()));
+        tx.insert("sessions", &row).await?;
+        tx.commit().await?;
         let token_expires_at = now.plus_seconds(sessions::TOKEN_TTL_SECONDS);
         let token = self.issue_token(&user, &session_id, now)?;
         Ok(Login {
@@ -291,7 +373,7 @@ impl Authentication {
             user,
             token,
             token_expires_at,
-            expires_at: Timestamp::from_millis(now.millis() + sessions::ABSOLUTE_MS),
+            expires_at,
         })
     }
 

@@ -86,6 +86,9 @@ pub enum DomainError {
     /// failure, lock wait): the use case runs it again a few times, then answers 503.
     #[error("store busy: {0}")]
     Busy(String),
+    /// Too many password hashes are in flight; the caller may retry after `retry_after` seconds.
+    #[error("password hashing is busy")]
+    HashingBusy { retry_after: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -107,6 +110,9 @@ pub enum StoreError {
     Busy(String),
     #[error("store error: {0}")]
     Other(String),
+    /// The password hasher has no capacity left (bounded work instead of an endless queue).
+    #[error("password hashing is busy")]
+    HashingBusy { retry_after: u64 },
 }
 
 impl From<StoreError> for DomainError {
@@ -118,6 +124,7 @@ impl From<StoreError> for DomainError {
                 retry_after: STORE_RETRY_AFTER_SECONDS,
             },
             StoreError::Busy(reason) => DomainError::Busy(reason),
+            StoreError::HashingBusy { retry_after } => DomainError::HashingBusy { retry_after },
             other => DomainError::Internal(other.to_string()),
         }
     }

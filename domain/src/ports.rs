@@ -181,12 +181,25 @@ pub trait TokenCodec: Send + Sync + 'static {
 }
 
 /// Failed-login counters (process memory, or Redis when clustered).
+///
+/// An attempt takes its place in the budget *before* its password is checked:
+/// [`LoginThrottle::reserve`] checks and counts in one atomic step, so parallel guesses cannot
+/// all pass the check before any of them is counted. Failures plus attempts still in flight
+/// never exceed the limit. The caller then settles the reservation with exactly one of
+/// `failed`, `succeeded` or `release`.
 #[async_trait]
 pub trait LoginThrottle: Send + Sync + 'static {
-    /// Seconds until `email` or `ip` may try again, if locked.
-    async fn retry_after(&self, email: &str, ip: &str) -> Option<u64>;
-    async fn record_failure(&self, email: &str, ip: &str);
-    async fn clear(&self, email: &str);
+    /// Takes one attempt for `email` and `ip`; `Err(seconds until retry)` when either is locked,
+    /// or its budget is taken by attempts in flight (nothing is counted then).
+    async fn reserve(&self, email: &str, ip: &str) -> Result<(), u64>;
+    /// The reserved attempt was a wrong password (or unknown email): a failure for both.
+    async fn failed(&self, email: &str, ip: &str);
+    /// The reserved attempt had the right password: the email's failures are cleared and the
+    /// attempt is given back to `ip`.
+    async fn succeeded(&self, email: &str, ip: &str);
+    /// The reserved attempt ended without a verdict on the password (store failure, busy
+    /// hasher, inactive account): given back to both.
+    async fn release(&self, email: &str, ip: &str);
 }
 
 /// Why a delivery attempt got no usable answer (the `error` of a `webhook_deliveries` row).

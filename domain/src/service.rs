@@ -877,13 +877,7 @@ pub async fn load_for_update(
     scope: Cond,
     id: &str,
 ) -> Result<Row, DomainError> {
-    if !crate::ids::is_valid_id(schema.id_prefix, id) {
-        return Err(DomainError::NotFound);
-    }
-    session
-        .find_for_update(schema.type_name, scope.and(Cond::eq("id", id)))
-        .await?
-        .ok_or(DomainError::NotFound)
+    load_row(session, schema, scope, id, true).await
 }
 
 /// Loads a live, visible row or answers `NotFound`.
@@ -893,13 +887,26 @@ pub async fn load(
     scope: Cond,
     id: &str,
 ) -> Result<Row, DomainError> {
+    load_row(session, schema, scope, id, false).await
+}
+
+async fn load_row(
+    session: &mut dyn Session,
+    schema: &ResourceSchema,
+    scope: Cond,
+    id: &str,
+    locked: bool,
+) -> Result<Row, DomainError> {
     if !crate::ids::is_valid_id(schema.id_prefix, id) {
         return Err(DomainError::NotFound);
     }
-    session
-        .find(schema.type_name, scope.and(Cond::eq("id", id)))
-        .await?
-        .ok_or(DomainError::NotFound)
+    let cond = scope.and(Cond::eq("id", id));
+    let row = if locked {
+        session.find_for_update(schema.type_name, cond).await?
+    } else {
+        session.find(schema.type_name, cond).await?
+    };
+    row.ok_or(DomainError::NotFound)
 }
 
 fn str_of<'r>(row: &'r Row, column: &str) -> Option<&'r str> {

@@ -59,7 +59,8 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ResetMailCapture {
     }
 }
 
-/// The newest reset token logged for `email`.
+/// The newest reset token logged for `email` so far. Reset mails go out after the answer:
+/// after a request, use [`wait_reset_mails`].
 pub fn last_reset_token(email: &str) -> Option<String> {
     RESET_MAILS
         .lock()
@@ -68,6 +69,38 @@ pub fn last_reset_token(email: &str) -> Option<String> {
         .rev()
         .find(|(e, _)| e == email)
         .map(|(_, t)| t.clone())
+}
+
+/// Every reset token mailed to `email` so far, oldest first.
+pub fn reset_mails(email: &str) -> Vec<String> {
+    RESET_MAILS
+        .lock()
+        .map(|mails| {
+            mails
+                .iter()
+                .filter(|(e, _)| e == email)
+                .map(|(_, t)| t.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits (at most 10 s) until `count` reset mails went to `email`; returns the `count`-th token.
+/// Reset mails go out after the answer, so a test cannot read them right after the 200.
+pub async fn wait_reset_mails(email: &str, count: usize) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mails = reset_mails(email);
+        if mails.len() >= count {
+            return mails[count - 1].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{count} reset mails to {email} expected, got {}",
+            mails.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 fn init() {
@@ -590,5 +623,17 @@ impl SmtpSink {
     /// The messages received so far (headers and body as sent).
     pub fn messages(&self) -> Vec<String> {
         self.messages.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// The messages once at least `count` arrived (at most 10 s).
+    pub async fn wait_messages(&self, count: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let messages = self.messages();
+            if messages.len() >= count || std::time::Instant::now() >= deadline {
+                return messages;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }

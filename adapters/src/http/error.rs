@@ -297,6 +297,15 @@ impl From<DomainError> for ApiError {
                     tollgate_domain::error::STORE_RETRY_AFTER_SECONDS.to_string(),
                 )
             }
+            DomainError::HashingBusy { retry_after } => {
+                let mut error = ApiError::new(
+                    "SERVICE_UNAVAILABLE",
+                    "too many password checks are in progress; try again shortly",
+                )
+                .with_header("Retry-After", retry_after.to_string());
+                error.errors[0].meta = Some(json!({"retry_after": retry_after}));
+                error
+            }
             DomainError::Internal(cause) => ApiError::internal(cause),
         }
     }

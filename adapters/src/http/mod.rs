@@ -3,6 +3,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod error;
+pub mod forwarded;
 pub mod jsonapi;
 pub mod proxy;
 pub mod request_id;

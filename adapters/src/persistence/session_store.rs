@@ -48,52 +48,41 @@ fn text(state: &SessionState, name: &str) -> Option<String> {
         .and_then(|v| serde_json::from_str::<String>(v).ok())
 }
 
-fn state_json(state: &SessionState) -> Value {
-    Value::Object(state.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
+/// The state a cookie carries, from the row's own columns: the session id, its user and the
+/// role it began with. Nothing else is kept in a session.
+fn state_of(row: &Row) -> SessionState {
+    ["id", "user_id", "role"]
+        .iter()
+        .filter_map(|column| {
+            let value = row.get(*column)?.as_str()?;
+            let name = if *column == "id" { "sid" } else { column };
+            Some((name.to_owned(), serde_json::to_string(value).ok()?))
+        })
+        .collect()
 }
 
-fn state_of(row: &Row) -> SessionState {
-    row.get("state")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
+fn by_id(sid: &str) -> Cond {
+    Cond::eq("id", sid)
 }
 
 impl DbSessionStore {
-    /// Writes the session named by the state's `sid` under a fresh key (new or rotated).
-    async fn store_under_new_key(&self, state: SessionState) -> anyhow::Result<SessionKey> {
-        let sid = text(&state, "sid").ok_or_else(|| other("a session needs a sid"))?;
-        let user_id = text(&state, "user_id").ok_or_else(|| other("a session needs a user"))?;
-        let role = text(&state, "role").unwrap_or_else(|| "user".into());
+    /// Attaches a fresh cookie key to the session named by the state's `sid` (a login's new
+    /// session, or a rotation). Only `key_digest` and `last_seen_at` are written: the absolute
+    /// expiry stays what the login set, whatever is renewed. Sessions are created by the login
+    /// use case alone, so when the row is gone (ended meanwhile: logout, sign out everywhere, a
+    /// suspension) none is made: the new key opens nothing.
+    async fn attach_new_key(&self, state: SessionState) -> anyhow::Result<SessionKey> {
         let key = new_key();
-        let now = self.clock.now().millis();
-        let mut tx = self.store.begin().await.map_err(other)?;
-        let existing = tx
-            .find("sessions", Cond::eq("id", sid.clone()))
-            .await
-            .map_err(other)?;
-        let mut row = existing.clone().unwrap_or_else(|| {
-            let mut row = Row::new();
-            row.insert("id".into(), json!(sid));
-            row.insert("created_at".into(), json!(now));
-            row.insert("expires_at".into(), json!(now + sessions::ABSOLUTE_MS));
-            row
-        });
-        row.insert("key_digest".into(), json!(sha256_hex(&key)));
-        row.insert("user_id".into(), json!(user_id));
-        row.insert("role".into(), json!(role));
-        row.insert("state".into(), state_json(&state));
-        row.insert("last_seen_at".into(), json!(now));
-        if existing.is_some() {
-            tx.update("sessions", &row).await.map_err(other)?;
-        } else {
-            tx.insert("sessions", &row).await.map_err(other)?;
+        if let Some(sid) = text(&state, "sid") {
+            let mut values = Row::new();
+            values.insert("key_digest".into(), json!(sha256_hex(&key)));
+            values.insert("last_seen_at".into(), json!(self.clock.now().millis()));
+            let mut tx = self.store.begin().await.map_err(other)?;
+            tx.set_where("sessions", &by_id(&sid), &values)
+                .await
+                .map_err(other)?;
+            tx.commit().await.map_err(other)?;
         }
-        tx.commit().await.map_err(other)?;
         SessionKey::try_from(key).map_err(other)
     }
 }
@@ -101,32 +90,35 @@ impl DbSessionStore {
 impl SessionStore for DbSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<SessionState>, LoadError> {
         let digest = sha256_hex(session_key.as_ref());
-        let mut tx = self
-            .store
-            .begin()
-            .await
-            .map_err(|e| LoadError::Other(other(e)))?;
-        let Some(mut row) = tx
+        let fail = |e: tollgate_domain::error::StoreError| LoadError::Other(other(e));
+        let mut session = self.store.read().await.map_err(fail)?;
+        let Some(row) = session
             .find("sessions", Cond::eq("key_digest", digest))
             .await
-            .map_err(|e| LoadError::Other(other(e)))?
+            .map_err(fail)?
         else {
             return Ok(None);
         };
+        drop(session);
         let now = self.clock.now();
+        let sid = row.get("id").and_then(Value::as_str).unwrap_or_default();
         if !sessions::is_alive(&row, now) {
-            tx.delete_where("sessions", &Cond::Eq("id".into(), row["id"].clone()))
+            let mut tx = self.store.begin().await.map_err(fail)?;
+            tx.delete_where("sessions", &by_id(sid))
                 .await
-                .map_err(|e| LoadError::Other(other(e)))?;
-            tx.commit().await.map_err(|e| LoadError::Other(other(e)))?;
+                .map_err(fail)?;
+            tx.commit().await.map_err(fail)?;
             return Ok(None);
         }
         if sessions::needs_touch(&row, now) {
-            row.insert("last_seen_at".into(), json!(now.millis()));
-            tx.update("sessions", &row)
+            // Only `last_seen_at`: a whole-row write could put back a key rotated meanwhile.
+            let mut values = Row::new();
+            values.insert("last_seen_at".into(), json!(now.millis()));
+            let mut tx = self.store.begin().await.map_err(fail)?;
+            tx.set_where("sessions", &by_id(sid), &values)
                 .await
-                .map_err(|e| LoadError::Other(other(e)))?;
-            tx.commit().await.map_err(|e| LoadError::Other(other(e)))?;
+                .map_err(fail)?;
+            tx.commit().await.map_err(fail)?;
         }
         Ok(Some(state_of(&row)))
     }
@@ -136,11 +128,12 @@ impl SessionStore for DbSessionStore {
         session_state: SessionState,
         _ttl: &Duration,
     ) -> Result<SessionKey, SaveError> {
-        self.store_under_new_key(session_state)
+        self.attach_new_key(session_state)
             .await
             .map_err(SaveError::Other)
     }
 
+    /// The state is the row's own columns, so an unchanged key keeps working as it is.
     async fn update(
         &self,
         session_key: SessionKey,
@@ -148,25 +141,19 @@ impl SessionStore for DbSessionStore {
         _ttl: &Duration,
     ) -> Result<SessionKey, UpdateError> {
         let digest = sha256_hex(session_key.as_ref());
-        let result: anyhow::Result<bool> = async {
-            let mut tx = self.store.begin().await.map_err(other)?;
-            let Some(mut row) = tx
+        let found: anyhow::Result<bool> = async {
+            let mut session = self.store.read().await.map_err(other)?;
+            let row = session
                 .find("sessions", Cond::eq("key_digest", digest))
                 .await
-                .map_err(other)?
-            else {
-                return Ok(false);
-            };
-            row.insert("state".into(), state_json(&session_state));
-            tx.update("sessions", &row).await.map_err(other)?;
-            tx.commit().await.map_err(other)?;
-            Ok(true)
+                .map_err(other)?;
+            Ok(row.is_some())
         }
         .await;
-        match result {
+        match found {
             Ok(true) => Ok(session_key),
             Ok(false) => self
-                .store_under_new_key(session_state)
+                .attach_new_key(session_state)
                 .await
                 .map_err(UpdateError::Other),
             Err(e) => Err(UpdateError::Other(e)),
@@ -178,10 +165,16 @@ impl SessionStore for DbSessionStore {
         Ok(())
     }
 
+    /// actix-session calls this on logout (purge) and before every rotation (renew, followed
+    /// by [`SessionStore::save`] with the same state). So the key is detached, not the row
+    /// deleted: a rotation keeps the session (its id, its tokens, its absolute expiry) under the
+    /// new key. Logout has already ended the session itself (the use case deletes it by id).
     async fn delete(&self, session_key: &SessionKey) -> anyhow::Result<()> {
         let digest = sha256_hex(session_key.as_ref());
+        let mut values = Row::new();
+        values.insert("key_digest".into(), json!(sha256_hex(&new_key())));
         let mut tx = self.store.begin().await.map_err(other)?;
-        tx.delete_where("sessions", &Cond::eq("key_digest", digest))
+        tx.set_where("sessions", &Cond::eq("key_digest", digest), &values)
             .await
             .map_err(other)?;
         tx.commit().await.map_err(other)

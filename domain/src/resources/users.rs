@@ -14,7 +14,14 @@ use crate::{
 pub const STATUSES: &[&str] = &["pending", "active", "suspended", "cancelled"];
 pub const ROLES: &[&str] = &["admin", "user"];
 
-const EMAIL: AttrSpec = AttrSpec::text("email", 1, 254).required().admin_only();
+/// No stored email is longer (characters), so a longer one cannot sign in or get a reset mail.
+pub const EMAIL_MAX_CHARS: usize = 254;
+/// The password policy's upper bound (characters): a longer password matches no stored hash.
+pub const PASSWORD_MAX_CHARS: usize = 128;
+
+const EMAIL: AttrSpec = AttrSpec::text("email", 1, EMAIL_MAX_CHARS)
+    .required()
+    .admin_only();
 const STATUS: AttrSpec = AttrSpec::one_of("status", STATUSES)
     .default(Default::Text("active"))
     .admin_only();
@@ -32,7 +39,7 @@ pub static SCHEMA: ResourceSchema = ResourceSchema {
         AttrSpec::text("name", 0, 100).default(Default::Text("")),
         STATUS,
         ROLE,
-        AttrSpec::text("password", 12, 128)
+        AttrSpec::text("password", 12, PASSWORD_MAX_CHARS)
             .write_only()
             .admin_only(),
         AttrSpec::timestamp("last_login_at").nullable().read_only(),
@@ -127,16 +134,19 @@ impl ResourceRules for Users {
             ensure_other_admin(ctx, before).await?;
         }
         // Sessions (and their tokens) end when the account stops being active, changes role,
-        // or gets a password set by someone else.
+        // or gets a new password. An admin setting their own password keeps the session they
+        // did it with (its cookie is rotated by the handler), like any own password change.
         let inactive = draft.row.get("status") != Some(&json!("active"));
-        let password_set = !own && draft.write_only.contains_key("password");
+        let password_set = draft.write_only.contains_key("password");
         if inactive || changes("role") || password_set {
-            ctx.tx
-                .delete_where(
-                    "sessions",
-                    &Cond::Eq("user_id".into(), before["id"].clone()),
-                )
-                .await?;
+            let id = before["id"].clone();
+            lock_user(ctx.tx, id.clone()).await?;
+            let mut doomed = Cond::Eq("user_id".into(), id);
+            let keep_current = own && !inactive && !changes("role");
+            if keep_current && let Some(sid) = &ctx.actor.session_id {
+                doomed = doomed.and(Cond::cmp("id", CmpOp::Ne, sid.clone()));
+            }
+            ctx.tx.delete_where("sessions", &doomed).await?;
         }
         Ok(())
     }
@@ -164,6 +174,21 @@ impl ResourceRules for Users {
             .await?;
         Ok(())
     }
+}
+
+/// Locks the user row until the transaction ends (PostgreSQL; SQLite transactions exclude each
+/// other anyway). A login opens its session in a transaction that first updates this row while
+/// it is still active, so the two serialise: either the login commits first and its session is
+/// among those ended after the lock, or it waits and then finds the account changed.
+pub async fn lock_user(tx: &mut dyn crate::ports::Session, id: Value) -> Result<(), DomainError> {
+    let query = crate::query::ListQuery {
+        cond: Cond::Eq("id".into(), id),
+        sort: Vec::new(),
+        offset: 0,
+        limit: 1,
+    };
+    tx.lock("users", &query, false).await?;
+    Ok(())
 }
 
 /// Emails are stored lower-case, so the filter compares lower-case too.

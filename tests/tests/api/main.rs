@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod auth;
+mod auth_hostile;
 mod authorization;
 mod consistency;
 mod groups;

@@ -88,13 +88,6 @@ async fn fixed_body(
     string_attributes_with(&input, wanted, optional)
 }
 
-/// The caller's address as the throttle sees it.
-fn client_ip(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default()
-}
-
 /// The `users` resource object of a row, as the caller sees it.
 fn user_object(row: &tollgate_domain::Row, role: tollgate_domain::Role) -> Value {
     let params = query::parse(
@@ -137,9 +130,15 @@ async fn start_session(
     password: &str,
     status: StatusCode,
 ) -> Result<HttpResponse, ApiError> {
+    let previous_sid = session.get::<String>("sid").ok().flatten();
     let login = state
         .auth
-        .login(email, password, &client_ip(req))
+        .login(
+            email,
+            password,
+            &state.client_ip(req),
+            previous_sid.as_deref(),
+        )
         .await
         .map_err(|err| match err {
             LoginError::InvalidCredentials => {
@@ -155,7 +154,7 @@ async fn start_session(
                 error.errors[0].meta = Some(json!({"retry_after": retry_after}));
                 error
             }
-            LoginError::Store(cause) => ApiError::internal(cause),
+            LoginError::Store(cause) => tollgate_domain::DomainError::from(cause).into(),
         })?;
     // A new session id on every login: whatever session came with the request is dropped.
     session.clear();
@@ -323,14 +322,10 @@ pub async fn forgot_password(
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
     let attrs = fixed_body(&req, body, &state, "password_resets", &["email"], &[]).await?;
-    if let Err(err) = state
-        .accounts
-        .forgot_password(attrs["email"].as_str().unwrap_or_default())
-        .await
-    {
-        // The answer must not depend on what happened.
-        tracing::error!(error = %err, "password reset request failed");
-    }
+    // Handled after the answer, which must not depend on what happens (nor take longer).
+    state
+        .resets
+        .submit(attrs["email"].as_str().unwrap_or_default());
     Ok(meta_message(
         "If that address is registered, a reset link has been sent.",
     ))

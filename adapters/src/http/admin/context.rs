@@ -29,6 +29,10 @@ pub struct AdminState {
     pub secure: bool,
     /// Aggregates of the request log.
     pub usage: std::sync::Arc<dyn tollgate_domain::proxy::usage::UsageLog>,
+    /// Load balancers whose `X-Forwarded-For` names the client (login throttling per IP).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Password-reset requests, handled after the answer.
+    pub resets: super::reset_queue::ResetQueue,
 }
 
 /// The live session named by the request's cookie, as the session store loaded it.
@@ -100,6 +104,19 @@ impl AdminState {
         } else {
             Err(rejected("the Origin may not write with a session cookie"))
         }
+    }
+
+    /// The client's address as the login throttle counts it.
+    pub fn client_ip(&self, req: &HttpRequest) -> String {
+        let peer = req
+            .peer_addr()
+            .map(|a| a.ip())
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        crate::http::forwarded::client_ip(peer, forwarded, &self.trusted_proxies).to_string()
     }
 
     pub fn registry(&self) -> impl Fn(&str) -> Option<&'static dyn ResourceRules> {

@@ -5,6 +5,7 @@ mod auth;
 mod context;
 pub mod openapi;
 mod relationships;
+pub mod reset_queue;
 mod resources;
 mod usage;
 mod webhooks;
@@ -213,9 +214,9 @@ fn register(routes: &mut Routes, rules: &'static dyn ResourceRules) {
     });
     routes.add(format!("/api/{path}/{{id}}"), "GET, PATCH, DELETE", |r| {
         r.route(web::get().to(move |req, state| resources::get(rules, req, state)))
-            .route(
-                web::patch().to(move |req, body, state| resources::update(rules, req, body, state)),
-            )
+            .route(web::patch().to(move |req, body, state, session| {
+                resources::update(rules, req, body, state, session)
+            }))
             .route(web::delete().to(move |req, state| resources::delete(rules, req, state)))
     });
     let linkage = move |r: actix_web::Resource| {

@@ -132,6 +132,7 @@ pub async fn update(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AdminState>,
+    session: actix_session::Session,
 ) -> Result<HttpResponse, ApiError> {
     let schema = rules.schema();
     let actor = state.authenticate(&req).await?;
@@ -152,10 +153,17 @@ pub async fn update(
             id: &id,
         },
     )?;
+    // Setting one's own password ends the other sessions (domain) and rotates this cookie.
+    let own_password = schema.type_name == "users"
+        && actor.user_id.as_deref() == Some(id.as_str())
+        && input.attributes.iter().any(|(name, _)| name == "password");
     let written = state
         .service
         .update(&actor, rules, &id, input, &state.registry())
         .await?;
+    if own_password && actor.method == Some(tollgate_domain::AuthMethod::Session) {
+        session.renew();
+    }
     let self_href = render::self_link(req.path(), req.query_string());
     let doc = render::one_document(
         &state.service,

@@ -5,9 +5,33 @@ use actix_web::{HttpRequest, http::header};
 use super::MEDIA_TYPE;
 use crate::http::error::ApiError;
 
-/// One media range: the type and its parameters (before any `q`).
-fn split_media(range: &str) -> (String, Vec<(String, String)>, bool) {
-    let mut parts = range.split(';');
+/// Splits `text` at every `sep` outside a double-quoted string (RFC 9110 §5.6.4), so a quoted
+/// `profile="a;b, c"` stays one piece.
+fn split_unquoted(text: &str, sep: char) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c == sep && !quoted => {
+                pieces.push(&text[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    pieces.push(&text[start..]);
+    pieces
+}
+
+/// One media type: the type and its parameters. In an `Accept` range (`weighted`), `q` and
+/// everything after it are weight and extensions, not media-type parameters (RFC 9110 §12.5.1);
+/// the flag says whether `q=0` excludes the range. In a `Content-Type` there is no weight, so
+/// a `q` is a parameter like any other.
+fn split_media(range: &str, weighted: bool) -> (String, Vec<(String, String)>, bool) {
+    let mut parts = split_unquoted(range, ';').into_iter();
     let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
     let mut params = Vec::new();
     let mut excluded = false;
@@ -15,7 +39,7 @@ fn split_media(range: &str) -> (String, Vec<(String, String)>, bool) {
         let (name, value) = part.split_once('=').unwrap_or((part, ""));
         let name = name.trim().to_ascii_lowercase();
         let value = value.trim().trim_matches('"').to_owned();
-        if name == "q" {
+        if weighted && name == "q" {
             excluded = value.parse::<f32>().map(|q| q <= 0.0).unwrap_or(false);
             break;
         }
@@ -33,9 +57,9 @@ pub fn check_accept(req: &HttpRequest) -> Result<(), ApiError> {
         .map(|v| v.to_str().unwrap_or_default())
         .collect::<Vec<_>>()
         .join(",");
-    let instances: Vec<bool> = accept
-        .split(',')
-        .map(split_media)
+    let instances: Vec<bool> = split_unquoted(&accept, ',')
+        .into_iter()
+        .map(|range| split_media(range, true))
         .filter(|(media, _, _)| media == MEDIA_TYPE)
         .map(|(_, params, excluded)| !excluded && params.iter().all(|(n, _)| n == "profile"))
         .collect();
@@ -67,7 +91,7 @@ pub fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
         return Err(unsupported("Content-Type must be application/vnd.api+json"));
     };
-    let (media, params, _) = split_media(value.to_str().unwrap_or_default());
+    let (media, params, _) = split_media(value.to_str().unwrap_or_default(), false);
     if media != MEDIA_TYPE {
         return Err(unsupported("Content-Type must be application/vnd.api+json"));
     }
@@ -147,6 +171,25 @@ mod tests {
         assert_eq!(
             content_type("application/vnd.api+json; ext=\"x\""),
             Some("UNSUPPORTED_EXTENSION")
+        );
+        assert_eq!(
+            content_type("application/vnd.api+json; q=0.5"),
+            Some("UNSUPPORTED_MEDIA_TYPE")
+        );
+        assert_eq!(
+            content_type("application/vnd.api+json; profile=\"a;b, c\""),
+            None
+        );
+    }
+
+    #[test]
+    fn quoted_separators_stay_inside_their_parameter() {
+        assert!(accept("application/vnd.api+json; profile=\"https://x;charset=y\"").is_ok());
+        assert!(accept("application/vnd.api+json; profile=\"a, b\"; foo=1").is_err());
+        assert!(accept("application/vnd.api+json; q=0.9; foo=bar").is_ok());
+        assert_eq!(
+            split_unquoted(r#"a="x\"y;z";b"#, ';'),
+            vec![r#"a="x\"y;z""#, "b"]
         );
     }
 }
