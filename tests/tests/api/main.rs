@@ -9,6 +9,7 @@ mod openapi;
 mod ops;
 mod plans;
 mod proxy;
+mod proxy_hostile;
 mod routes;
 mod upstreams;
 mod usage_log;
