@@ -280,5 +280,6 @@ impl Gateway {
     pub fn forget_old_periods(&self, now: Timestamp) {
         let current = QuotaPeriod::containing(now).start.millis();
         self.quotas.retain(|(_, start), _| *start >= current);
+        self.limiter.forget_full(now);
     }
 }
