@@ -56,12 +56,24 @@ return redis.call('INCRBY', KEYS[1], ARGV[3]) - tonumber(ARGV[3])
 /// grows the map for ever. About 100 bytes a bucket: 100 000 buckets are ~10 MB.
 pub const MAX_LOCAL_BUCKETS: usize = 100_000;
 
+/// `KEYS[1]` the counter; `ARGV` a count it must reach at least, its time to live (ms).
+/// Used when a node could not seed the counter from the database at first and has read the
+/// database's count since.
+const QUOTA_RAISE: &str = r#"
+local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if current < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"#;
+
 pub struct Limiter {
     /// Each bucket with the limit it was last used with (to know when it is full again).
     local: DashMap<BucketKey, (Bucket, u64)>,
     capacity: usize,
     redis: Option<(ConnectionManager, Script)>,
     quota_script: Script,
+    raise_script: Script,
     /// When the last Redis failure was logged (ms), so an outage logs once a minute.
     last_warning: AtomicI64,
 }
@@ -88,6 +100,7 @@ impl Limiter {
             capacity: capacity.max(1),
             redis: None,
             quota_script: Script::new(QUOTA_COUNTER),
+            raise_script: Script::new(QUOTA_RAISE),
             last_warning: AtomicI64::new(0),
         }
     }
@@ -240,6 +253,34 @@ impl Limiter {
                 self.warn(&error, now);
                 None
             }
+        }
+    }
+
+    /// With Redis, raises a subject's shared counter to at least `count` (no-op without).
+    pub async fn raise_quota(
+        &self,
+        subject: &str,
+        period_start: Timestamp,
+        ttl_ms: i64,
+        count: u64,
+        now: Timestamp,
+    ) {
+        let Some((manager, _)) = self.redis.as_ref() else {
+            return;
+        };
+        let mut connection = manager.clone();
+        let result: Result<i64, _> = self
+            .raise_script
+            .key(format!(
+                "tollgate:quota:{subject}:{}",
+                period_start.millis()
+            ))
+            .arg(count)
+            .arg(ttl_ms.max(1))
+            .invoke_async(&mut connection)
+            .await;
+        if let Err(error) = result {
+            self.warn(&error, now);
         }
     }
 

@@ -68,7 +68,6 @@ struct Site {
     upstream: Upstream,
     key: String,
     user: String,
-    plan: String,
 }
 
 /// One upstream behind two routes: `/public` (no key) and `/private` (key required); a user
@@ -135,7 +134,6 @@ async fn site(app: &TestApp, plan: Value) -> Site {
         upstream,
         key,
         user,
-        plan,
     }
 }
 
@@ -308,11 +306,109 @@ async fn trace_and_connect_are_refused_and_never_forwarded() {
     assert_eq!(r.body["method"], "OPTIONS");
 }
 
-/// Silences the unused-field lint for fields only some tests read.
-#[allow(dead_code)]
-fn _fields(s: &Site) -> (&str, &str) {
-    (&s.user, &s.plan)
+/// Runs `sql` on the app's database over a connection of the test's own.
+async fn sql(app: &TestApp, sql: &str) {
+    use sea_orm::{ConnectionTrait, Database};
+    let db = Database::connect(&app.database_url).await.expect("test connection");
+    db.execute_unprepared(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    db.close().await.ok();
 }
 
-#[allow(dead_code)]
-fn _status(_: StatusCode) {}
+/// Five counted records of `user` in this month, as another node would have written them.
+async fn earlier_traffic(app: &TestApp, user: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 1_000;
+    let mut rows = Vec::new();
+    for n in 0..5 {
+        rows.push(format!(
+            "('use_earlier{n}', 'earlier-{n}', {now}, {now}, 'GET', 'h', '/private/x', 200, \
+             NULL, 1, 1, 0, 0, '127.0.0.1', '', TRUE, FALSE, NULL, NULL, '{user}', NULL)"
+        ));
+    }
+    sql(
+        app,
+        &format!(
+            "INSERT INTO usage_records (id, request_id, created_at, updated_at, method, host, \
+             path, status_code, error_code, duration_ms, upstream_duration_ms, request_bytes, \
+             response_bytes, client_ip, user_agent, counted, overage, route_id, api_key_id, \
+             user_id, group_id) VALUES {}",
+            rows.join(", ")
+        ),
+    )
+    .await;
+}
+
+/// The usage log is out of reach (its table renamed away, on SQLite and PostgreSQL alike:
+/// every read and write of it fails while the rest of the database answers, so the test can
+/// still use the admin API) when a quota-plan key is first used. The node counts from 0,
+/// answers 200, keeps the records, and once the log is back writes them and adds its count.
+#[tokio::test]
+async fn a_usage_log_out_of_reach_costs_no_request_and_no_record() {
+    let app = spawn_app().await;
+    let s = site(&app, json!({"requests_per_month": 1000})).await;
+    earlier_traffic(&app, &s.user).await;
+    sql(&app, "ALTER TABLE usage_records RENAME TO usage_records_away").await;
+
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        let id = format!("outage-{n}");
+        let r = raw(
+            &app,
+            "GET /private/x",
+            &[("X-API-Key", &s.key), ("X-Request-Id", &id)],
+        )
+        .await;
+        assert_eq!(r.status, 200, "request {n} while the log is away: {}", r.body);
+        ids.push(id);
+    }
+    let metrics = app.send(app.bare_request(reqwest::Method::GET, "/metrics")).await;
+    let text = metrics.body.as_str().unwrap_or_default().to_owned();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("tollgate_quota_seed_failures_total") && !l.ends_with(" 0")),
+        "the failed seed is counted: {text}"
+    );
+    // Long enough for the writer to fail at least twice (it writes once a second): the old
+    // writer dropped a batch after its second failure.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    sql(&app, "ALTER TABLE usage_records_away RENAME TO usage_records").await;
+
+    // The records made during the outage arrive.
+    for id in &ids {
+        record_of(&app, id).await;
+    }
+    // And the counter now holds the log's count too: 5 earlier + every request of this node.
+    let started = Instant::now();
+    let mut sent = 3;
+    loop {
+        sent += 1;
+        let response = app
+            .client
+            .get(format!("{}/private/x", app.proxy))
+            .header("X-API-Key", &s.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let used: u64 = response.headers()["x-quota-used"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        if used == 5 + sent {
+            break;
+        }
+        assert!(used <= 5 + sent, "counted twice: {used} after {sent} requests");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the counter was not reconciled: {used} after {sent} requests"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
