@@ -92,7 +92,7 @@ const SEED_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often counters are reconciled with the usage log: unseeded ones every round, counters
 /// in use (without Redis) every [`ACTIVE_RECONCILE_ROUNDS`] rounds.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(1);
-const ACTIVE_RECONCILE_ROUNDS: u64 = 3;
+const ACTIVE_RECONCILE_ROUNDS: u64 = 2;
 /// A counter not used for this long is not reconciled (the next request is, at most a round
 /// late).
 const ACTIVE_FOR_MS: i64 = 60_000;

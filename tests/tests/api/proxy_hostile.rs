@@ -412,3 +412,81 @@ async fn a_usage_log_out_of_reach_costs_no_request_and_no_record() {
     }
 }
 
+
+/// `GET {proxy}/private/x` with the key: (status, `X-Quota-Used`).
+async fn quota_call(app: &TestApp, proxy: &str, key: &str) -> (StatusCode, Option<u64>) {
+    let r = app
+        .client
+        .get(format!("{proxy}/private/x"))
+        .header("X-API-Key", key)
+        .send()
+        .await
+        .expect("proxy answers");
+    let used = r
+        .headers()
+        .get("x-quota-used")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    (r.status(), used)
+}
+
+/// Without Redis each node counts a quota in memory; the nodes learn of each other's
+/// requests through the usage log they share, within a few seconds.
+#[tokio::test]
+async fn nodes_without_redis_learn_each_others_quota_use() {
+    let app = spawn_app().await;
+    let (_, second) = tollgate_tests::spawn_node(&app.database_url, |_| {}).await;
+    let s = site(&app, json!({"requests_per_month": 60})).await;
+    let unknown = format!("tg_live_{}", "R".repeat(40));
+    let started = Instant::now();
+    while quota_call(&app, &second, &unknown).await.0 != StatusCode::UNAUTHORIZED {
+        assert!(started.elapsed() < Duration::from_secs(2), "second node has no route");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = app.proxy.clone();
+    // Both nodes hold a counter, then the first one takes 10 more.
+    let mut sent = 0_u64;
+    for proxy in [&first, &second] {
+        assert_eq!(quota_call(&app, proxy, &s.key).await.0, StatusCode::OK);
+        sent += 1;
+    }
+    for _ in 0..10 {
+        assert_eq!(quota_call(&app, &first, &s.key).await.0, StatusCode::OK);
+        sent += 1;
+    }
+    // The second node catches up: its count becomes the total of both nodes.
+    let started = Instant::now();
+    loop {
+        let (status, used) = quota_call(&app, &second, &s.key).await;
+        assert_eq!(status, StatusCode::OK);
+        sent += 1;
+        let used = used.unwrap();
+        assert!(used <= sent, "counted more than was sent: {used} > {sent}");
+        if used == sent {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "second node still at {used} of {sent}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // From there the second node lets through exactly what is left of the 60.
+    let mut allowed = 0;
+    while quota_call(&app, &second, &s.key).await.0 == StatusCode::OK {
+        allowed += 1;
+        assert!(allowed <= 60, "never refused");
+    }
+    assert_eq!(allowed, 60 - sent, "sent {sent} before");
+    // And the first node learns that the quota is used up.
+    let started = Instant::now();
+    let mut overshoot = 0;
+    while quota_call(&app, &first, &s.key).await.0 == StatusCode::OK {
+        overshoot += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "first node never refused ({overshoot} over)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
