@@ -490,3 +490,23 @@ async fn nodes_without_redis_learn_each_others_quota_use() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Records of requests that need no database read (a public route) wait while the usage log
+/// cannot be written, and are stored once it can.
+#[tokio::test]
+async fn usage_records_wait_for_the_log_to_come_back() {
+    let app = spawn_app().await;
+    let _s = site(&app, json!({})).await;
+    sql(&app, "ALTER TABLE usage_records RENAME TO usage_records_away").await;
+    let ids: Vec<String> = (1..=5).map(|n| format!("spooled-{n}")).collect();
+    for id in &ids {
+        let r = raw(&app, "GET /public/x", &[("X-Request-Id", id)]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    // Long enough for the writer to fail at least twice (it writes once a second).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    sql(&app, "ALTER TABLE usage_records_away RENAME TO usage_records").await;
+    for id in &ids {
+        record_of(&app, id).await;
+    }
+}
