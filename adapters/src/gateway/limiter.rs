@@ -314,7 +314,11 @@ mod tests {
             let now = Timestamp::from_millis(t0.millis() + i64::from(n / 100));
             let decision = limiter.take(&ip_bucket(n), 60, now).await;
             assert!(decision.allowed, "a new address starts with a full bucket");
-            assert!(limiter.local_buckets() <= 1_000, "{}", limiter.local_buckets());
+            assert!(
+                limiter.local_buckets() <= 1_000,
+                "{}",
+                limiter.local_buckets()
+            );
         }
         let later = Timestamp::from_millis(t0.millis() + 1_000);
         assert!(

@@ -330,7 +330,8 @@ impl Gateway {
     pub async fn reconcile_quotas(&self) {
         let now = self.now();
         let round = self.reconcile_round.fetch_add(1, Ordering::Relaxed);
-        let active_round = !self.limiter.is_shared() && round % ACTIVE_RECONCILE_ROUNDS == 0;
+        let active_round =
+            !self.limiter.is_shared() && round.is_multiple_of(ACTIVE_RECONCILE_ROUNDS);
         let mut due: Vec<((String, i64), Arc<QuotaCounter>)> = self
             .quotas
             .iter()
@@ -359,7 +360,11 @@ impl Gateway {
             };
             counter.used.fetch_max(total, Ordering::SeqCst);
             if !counter.seeded.swap(true, Ordering::SeqCst) {
-                tracing::info!(subject, used = total, "quota counter reconciled with the usage log");
+                tracing::info!(
+                    subject,
+                    used = total,
+                    "quota counter reconciled with the usage log"
+                );
                 let period = QuotaPeriod::containing(Timestamp::from_millis(start));
                 let ttl_ms = period.next.millis() - now.millis() + 86_400_000;
                 self.limiter
@@ -379,7 +384,7 @@ impl Gateway {
     ) -> Option<u64> {
         for _ in 0..5 {
             let generation = self.write_generation.load(Ordering::SeqCst);
-            if generation % 2 == 0 {
+            if generation.is_multiple_of(2) {
                 let unwritten = counter.unwritten();
                 let read =
                     counted_since(self.store.as_ref(), subject, Timestamp::from_millis(start));

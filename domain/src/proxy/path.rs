@@ -152,7 +152,15 @@ mod tests {
 
     #[test]
     fn canonical_paths_are_borrowed() {
-        for path in ["/", "/a", "/a/b", "/a/b/", "/public/x.json", "/v1/.well-known", "/a/..b"] {
+        for path in [
+            "/",
+            "/a",
+            "/a/b",
+            "/a/b/",
+            "/public/x.json",
+            "/v1/.well-known",
+            "/a/..b",
+        ] {
             match canonical_path(path) {
                 Ok(Cow::Borrowed(same)) => assert_eq!(same, path),
                 other => panic!("{path}: {other:?}"),
@@ -223,7 +231,9 @@ mod tests {
     /// and no escape of an unreserved character.
     #[test]
     fn output_is_always_canonical() {
-        let pieces = ["a", ".", "..", "", "%2e", "%2E", "%41", "%7e", "b%20", "%2e%2e"];
+        let pieces = [
+            "a", ".", "..", "", "%2e", "%2E", "%41", "%7e", "b%20", "%2e%2e",
+        ];
         let mut inputs = vec![String::from("/")];
         for _ in 0..4 {
             let mut next = Vec::new();
@@ -244,7 +254,9 @@ mod tests {
                 let segments: Vec<&str> = out[1..].split('/').collect();
                 let inner = &segments[..segments.len() - 1];
                 assert!(
-                    !inner.iter().any(|s| s.is_empty() || *s == "." || *s == ".."),
+                    !inner
+                        .iter()
+                        .any(|s| s.is_empty() || *s == "." || *s == ".."),
                     "{input} → {out}"
                 );
                 let last = segments[segments.len() - 1];

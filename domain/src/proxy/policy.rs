@@ -13,7 +13,9 @@ pub enum Refusal {
     InvalidPath(super::path::PathError),
     RouteNotFound,
     MethodNotAllowed(Vec<String>),
-    PayloadTooLarge { limit: u64 },
+    PayloadTooLarge {
+        limit: u64,
+    },
     MissingApiKey,
     InvalidApiKey,
     ApiKeyExpired,
@@ -22,8 +24,13 @@ pub enum Refusal {
     PlanNotAllowed,
     GroupNotAllowed,
     UpstreamDisabled,
-    RateLimited { limit: u64, retry_after: u64 },
-    QuotaExceeded { retry_after: u64 },
+    RateLimited {
+        limit: u64,
+        retry_after: u64,
+    },
+    QuotaExceeded {
+        retry_after: u64,
+    },
     BadGateway,
     GatewayTimeout,
     Internal,

@@ -100,7 +100,7 @@ impl PathMatcher {
                 let pattern = canonical_pattern(pattern);
                 let pattern = pattern.as_ref();
                 Ok(Self::Prefix {
-                open_end: pattern.ends_with('/') && pattern.len() > 1,
+                    open_end: pattern.ends_with('/') && pattern.len() > 1,
                     segments: segments(pattern.trim_end_matches('/')),
                 })
             }

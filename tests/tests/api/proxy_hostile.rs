@@ -44,7 +44,11 @@ async fn raw(app: &TestApp, request_line: &str, headers: &[(&str, &str)]) -> Raw
     let chunked = head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
-    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
     Raw {
         status,
         body: serde_json::from_str(&body).unwrap_or(Value::String(body)),
@@ -174,7 +178,11 @@ async fn a_path_has_one_meaning_at_the_gateway_and_upstream() {
         assert_eq!(r.body["error"]["code"], code, "{path}: {}", r.body);
         assert!(r.body["error"]["request_id"].is_string());
     }
-    assert_eq!(s.upstream.hits(), hits, "no refused path reached the upstream");
+    assert_eq!(
+        s.upstream.hits(),
+        hits,
+        "no refused path reached the upstream"
+    );
 
     // With a key the canonical path is what gets forwarded, query untouched.
     let forwarded = [
@@ -249,7 +257,11 @@ async fn long_paths_and_hosts_are_cut_in_the_usage_log() {
     let record = record_of(&app, "long-path").await;
     let a = &record["attributes"];
     let stored = a["path"].as_str().unwrap();
-    assert!(stored.len() <= 2048, "path of {} bytes stored", stored.len());
+    assert!(
+        stored.len() <= 2048,
+        "path of {} bytes stored",
+        stored.len()
+    );
     assert!(path.starts_with(stored));
     let stored = a["host"].as_str().unwrap();
     assert!(stored.len() <= 255, "host of {} bytes stored", stored.len());
@@ -309,7 +321,9 @@ async fn trace_and_connect_are_refused_and_never_forwarded() {
 /// Runs `sql` on the app's database over a connection of the test's own.
 async fn sql(app: &TestApp, sql: &str) {
     use sea_orm::{ConnectionTrait, Database};
-    let db = Database::connect(&app.database_url).await.expect("test connection");
+    let db = Database::connect(&app.database_url)
+        .await
+        .expect("test connection");
     db.execute_unprepared(sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -352,7 +366,11 @@ async fn a_usage_log_out_of_reach_costs_no_request_and_no_record() {
     let app = spawn_app().await;
     let s = site(&app, json!({"requests_per_month": 1000})).await;
     earlier_traffic(&app, &s.user).await;
-    sql(&app, "ALTER TABLE usage_records RENAME TO usage_records_away").await;
+    sql(
+        &app,
+        "ALTER TABLE usage_records RENAME TO usage_records_away",
+    )
+    .await;
 
     let mut ids = Vec::new();
     for n in 1..=3 {
@@ -363,10 +381,16 @@ async fn a_usage_log_out_of_reach_costs_no_request_and_no_record() {
             &[("X-API-Key", &s.key), ("X-Request-Id", &id)],
         )
         .await;
-        assert_eq!(r.status, 200, "request {n} while the log is away: {}", r.body);
+        assert_eq!(
+            r.status, 200,
+            "request {n} while the log is away: {}",
+            r.body
+        );
         ids.push(id);
     }
-    let metrics = app.send(app.bare_request(reqwest::Method::GET, "/metrics")).await;
+    let metrics = app
+        .send(app.bare_request(reqwest::Method::GET, "/metrics"))
+        .await;
     let text = metrics.body.as_str().unwrap_or_default().to_owned();
     assert!(
         text.lines()
@@ -376,7 +400,11 @@ async fn a_usage_log_out_of_reach_costs_no_request_and_no_record() {
     // Long enough for the writer to fail at least twice (it writes once a second): the old
     // writer dropped a batch after its second failure.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    sql(&app, "ALTER TABLE usage_records_away RENAME TO usage_records").await;
+    sql(
+        &app,
+        "ALTER TABLE usage_records_away RENAME TO usage_records",
+    )
+    .await;
 
     // The records made during the outage arrive.
     for id in &ids {
@@ -403,7 +431,10 @@ async fn a_usage_log_out_of_reach_costs_no_request_and_no_record() {
         if used == 5 + sent {
             break;
         }
-        assert!(used <= 5 + sent, "counted twice: {used} after {sent} requests");
+        assert!(
+            used <= 5 + sent,
+            "counted twice: {used} after {sent} requests"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "the counter was not reconciled: {used} after {sent} requests"
@@ -411,7 +442,6 @@ async fn a_usage_log_out_of_reach_costs_no_request_and_no_record() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
-
 
 /// `GET {proxy}/private/x` with the key: (status, `X-Quota-Used`).
 async fn quota_call(app: &TestApp, proxy: &str, key: &str) -> (StatusCode, Option<u64>) {
@@ -440,7 +470,10 @@ async fn nodes_without_redis_learn_each_others_quota_use() {
     let unknown = format!("tg_live_{}", "R".repeat(40));
     let started = Instant::now();
     while quota_call(&app, &second, &unknown).await.0 != StatusCode::UNAUTHORIZED {
-        assert!(started.elapsed() < Duration::from_secs(2), "second node has no route");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "second node has no route"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let first = app.proxy.clone();
@@ -497,7 +530,11 @@ async fn nodes_without_redis_learn_each_others_quota_use() {
 async fn usage_records_wait_for_the_log_to_come_back() {
     let app = spawn_app().await;
     let _s = site(&app, json!({})).await;
-    sql(&app, "ALTER TABLE usage_records RENAME TO usage_records_away").await;
+    sql(
+        &app,
+        "ALTER TABLE usage_records RENAME TO usage_records_away",
+    )
+    .await;
     let ids: Vec<String> = (1..=5).map(|n| format!("spooled-{n}")).collect();
     for id in &ids {
         let r = raw(&app, "GET /public/x", &[("X-Request-Id", id)]).await;
@@ -505,7 +542,11 @@ async fn usage_records_wait_for_the_log_to_come_back() {
     }
     // Long enough for the writer to fail at least twice (it writes once a second).
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    sql(&app, "ALTER TABLE usage_records_away RENAME TO usage_records").await;
+    sql(
+        &app,
+        "ALTER TABLE usage_records_away RENAME TO usage_records",
+    )
+    .await;
     for id in &ids {
         record_of(&app, id).await;
     }
