@@ -318,6 +318,7 @@ impl Application {
         let metrics = crate::ops::metrics_handle();
         let mut background = vec![
             tokio::spawn(gateway::reload::run(gateway.clone())),
+            tokio::spawn(gateway::reconcile(gateway.clone())),
             tokio::spawn(gateway::health::run(
                 gateway.clone(),
                 Duration::from_secs(config.health_check_interval_seconds.max(1)),

@@ -2,7 +2,11 @@
 //! one batch, so requests never wait for the database. Also keeps `api_keys.last_used_at` (at
 //! most once a minute per key) and prunes records past retention.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
 
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -27,7 +31,7 @@ pub async fn run(
     mut records: mpsc::Receiver<UsageRecord>,
     retention_days: u64,
 ) {
-    let mut batch = Vec::new();
+    let mut spool = Spool::default();
     let mut last_used: HashMap<String, i64> = HashMap::new();
     let mut last_prune = 0_i64;
     let mut ticker = tokio::time::interval(FLUSH_EVERY);
@@ -39,13 +43,13 @@ pub async fn run(
         };
         let open = loop {
             match records.try_recv() {
-                Ok(record) => batch.push(record),
+                Ok(record) => spool.records.push_back(record),
                 Err(mpsc::error::TryRecvError::Empty) => break true,
                 Err(mpsc::error::TryRecvError::Disconnected) => break false,
             }
         };
-        if !batch.is_empty() {
-            flush(&gateway, &mut batch, &mut last_used).await;
+        if !spool.records.is_empty() {
+            flush(&gateway, &mut spool, &mut last_used).await;
         }
         let now = gateway.now();
         if now.millis() - last_prune > 3_600_000 {
@@ -57,42 +61,51 @@ pub async fn run(
             }
         }
         if stopping || !open {
+            if !spool.records.is_empty() {
+                lose(&gateway, spool.records.len());
+            }
             return;
         }
     }
 }
 
-async fn flush(
-    gateway: &Gateway,
-    batch: &mut Vec<UsageRecord>,
-    last_used: &mut HashMap<String, i64>,
-) {
-    // One retry: a busy database gets a second chance before the rest of the batch is
-    // dropped. Chunks commit on their own, so the retry starts after the stored ones.
-    let mut stored = 0;
-    for attempt in 0..2 {
-        match gateway.usage_log.append(&batch[stored..]).await {
-            Ok(()) => {
-                stored = batch.len();
-                break;
-            }
-            Err(e) => {
-                stored += e.written;
-                tracing::warn!(error = %e, attempt, records = batch.len() - stored, "cannot write usage records");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-    if stored < batch.len() {
-        let lost = (batch.len() - stored) as u64;
-        gateway
-            .dropped
-            .fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
-        metrics::counter!("tollgate_usage_dropped_total").increment(lost);
-    }
+/// Records waiting for the database. While it cannot be written they stay here and are
+/// retried every tick; beyond the buffer size the oldest are dropped (and counted), so an
+/// outage costs bounded memory.
+#[derive(Default)]
+struct Spool {
+    records: VecDeque<UsageRecord>,
+    /// Since when (ms) writes fail, and when the last warning was logged.
+    failing_since: Option<i64>,
+    warned_at: i64,
+}
+
+const WARN_EVERY_MS: i64 = 30_000;
+
+fn lose(gateway: &Gateway, lost: usize) {
+    gateway
+        .dropped
+        .fetch_add(lost as u64, std::sync::atomic::Ordering::Relaxed);
+    metrics::counter!("tollgate_usage_dropped_total").increment(lost as u64);
+}
+
+async fn flush(gateway: &Gateway, spool: &mut Spool, last_used: &mut HashMap<String, i64>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let records = spool.records.make_contiguous();
+    // Chunks commit on their own: what failed is retried next tick from the first unstored
+    // record, so none is written twice. The generation is odd while records are on their way
+    // into the log, so a quota reconciliation never reads the log half-way.
+    gateway.write_generation.fetch_add(1, SeqCst);
+    let result = gateway.usage_log.append(records).await;
+    let stored = match &result {
+        Ok(()) => records.len(),
+        Err(e) => e.written.min(records.len()),
+    };
+    gateway.note_written(&records[..stored]);
+    gateway.write_generation.fetch_add(1, SeqCst);
     let now = gateway.now();
     let mut due: Vec<(String, i64)> = Vec::new();
-    for record in batch.iter() {
+    for record in &records[..stored] {
         if let Some(key) = &record.api_key_id
             && record.counted
         {
@@ -105,7 +118,33 @@ async fn flush(
             }
         }
     }
-    batch.clear();
+    spool.records.drain(..stored);
+    match result {
+        Ok(()) => {
+            if let Some(since) = spool.failing_since.take() {
+                tracing::info!(
+                    outage_ms = now.millis() - since,
+                    records = stored,
+                    "usage records written again"
+                );
+            }
+        }
+        Err(e) => {
+            let first = spool.failing_since.is_none();
+            spool.failing_since.get_or_insert(now.millis());
+            if first || now.millis() - spool.warned_at >= WARN_EVERY_MS {
+                spool.warned_at = now.millis();
+                tracing::warn!(error = %e, waiting = spool.records.len(), "cannot write usage records: keeping them to retry");
+            }
+        }
+    }
+    let limit = gateway.settings.usage_buffer.max(1);
+    if spool.records.len() > limit {
+        let lost = spool.records.len() - limit;
+        spool.records.drain(..lost);
+        lose(gateway, lost);
+    }
+    metrics::gauge!("tollgate_usage_spooled").set(spool.records.len() as f64);
     if !due.is_empty() {
         touch_keys(gateway, &due, now).await;
     }

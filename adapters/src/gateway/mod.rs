@@ -12,8 +12,9 @@ use std::{
     net::IpAddr,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
 use arc_swap::ArcSwap;
@@ -57,14 +58,46 @@ pub enum BucketKey {
     IpOnRoute(IpAddr, Arc<str>),
 }
 
-/// A subject's count for one period, loaded from the store once.
+/// A subject's count for one period, seeded from the usage log on first use and reconciled
+/// with it afterwards (see [`Gateway::reconcile_quotas`]).
 #[derive(Default)]
 struct QuotaCounter {
+    /// Set once the first seed attempt is over, whether it worked or not.
     loaded: OnceCell<()>,
+    /// Whether `used` includes the usage log's count; false while the database could not be
+    /// read, the node then counts from 0 until a reconciliation adds the log's count.
+    seeded: AtomicBool,
     used: AtomicU64,
+    /// Requests this node counted in the period, and how many of their records the usage
+    /// writer has stored: the difference is what the usage log cannot show yet.
+    local: AtomicU64,
+    written: AtomicU64,
+    /// When this node last counted a request against it (ms).
+    last_used_ms: AtomicI64,
     threshold_announced: AtomicBool,
     limit_announced: AtomicBool,
 }
+
+impl QuotaCounter {
+    fn unwritten(&self) -> u64 {
+        self.local
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.written.load(Ordering::SeqCst))
+    }
+}
+
+/// How long the first count of a subject may wait for the database before the node counts
+/// from 0 (the request must not wait for the pool's 10 s acquire timeout).
+const SEED_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often counters are reconciled with the usage log: unseeded ones every round, counters
+/// in use (without Redis) every [`ACTIVE_RECONCILE_ROUNDS`] rounds.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+const ACTIVE_RECONCILE_ROUNDS: u64 = 2;
+/// A counter not used for this long is not reconciled (the next request is, at most a round
+/// late).
+const ACTIVE_FOR_MS: i64 = 60_000;
+/// Most counts read per round, so a node with many active subjects spreads the reads.
+const RECONCILE_PER_ROUND: usize = 500;
 
 /// The quota outcome of an admitted request.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +115,10 @@ pub struct Gateway {
     quotas: DashMap<(String, i64), Arc<QuotaCounter>>,
     usage: mpsc::Sender<UsageRecord>,
     pub(crate) dropped: AtomicU64,
+    /// Odd while the usage writer is appending: a count read from the log then cannot be
+    /// split into "stored" and "not yet stored" (see [`Gateway::reconcile_quotas`]).
+    pub(crate) write_generation: AtomicU64,
+    reconcile_round: AtomicU64,
     loaded: AtomicBool,
     pub(crate) changed: Arc<Notify>,
     pub(crate) stop: Notify,
@@ -111,6 +148,8 @@ impl Gateway {
             quotas: DashMap::new(),
             usage,
             dropped: AtomicU64::new(0),
+            write_generation: AtomicU64::new(0),
+            reconcile_round: AtomicU64::new(0),
             loaded: AtomicBool::new(false),
             changed: Arc::new(Notify::new()),
             stop: Notify::new(),
@@ -186,17 +225,21 @@ impl Gateway {
             .clone();
         counter
             .loaded
-            .get_or_try_init(|| async {
-                let used = counted_since(self.store.as_ref(), &caller.quota_subject, period.start)
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "cannot read quota usage");
-                        Refusal::Internal
-                    })?;
-                counter.used.fetch_add(used, Ordering::SeqCst);
-                Ok::<(), Refusal>(())
+            .get_or_init(|| async {
+                // A database that cannot answer must not turn traffic into 500s: the node
+                // counts from 0 and the reconciler adds the log's count when it answers.
+                let read = counted_since(self.store.as_ref(), &caller.quota_subject, period.start);
+                match tokio::time::timeout(SEED_TIMEOUT, read).await {
+                    Ok(Ok(used)) => {
+                        counter.used.fetch_add(used, Ordering::SeqCst);
+                        counter.seeded.store(true, Ordering::SeqCst);
+                    }
+                    Ok(Err(error)) => seed_failed(&error.to_string()),
+                    Err(_) => seed_failed("timed out"),
+                }
             })
-            .await?;
+            .await;
+        counter.last_used_ms.store(now.millis(), Ordering::Relaxed);
         // Shared across nodes in Redis when configured, else this process's count.
         let ttl_ms = period.next.millis() - now.millis() + 86_400_000;
         let seed = counter.used.load(Ordering::SeqCst);
@@ -211,6 +254,9 @@ impl Gateway {
         };
         let limit = limit as u64;
         let decision = quota_decision(limit as i64, before, caller.plan.overage_price);
+        if decision != QuotaDecision::Exceeded {
+            counter.local.fetch_add(1, Ordering::SeqCst);
+        }
         let milestone = |event_type| QuotaMilestone {
             event_type,
             subject: caller.quota_subject.clone(),
@@ -252,6 +298,106 @@ impl Gateway {
         }
     }
 
+    /// The usage writer stored `records`: their counted ones are now visible in the log.
+    pub(crate) fn note_written(&self, records: &[UsageRecord]) {
+        let mut per_counter: std::collections::HashMap<(&str, i64), u64> =
+            std::collections::HashMap::new();
+        let mut period: Option<QuotaPeriod> = None;
+        for record in records.iter().filter(|r| r.counted) {
+            let Some(subject) = record.group_id.as_deref().or(record.user_id.as_deref()) else {
+                continue;
+            };
+            let current = match period {
+                Some(p) if (p.start.millis()..p.next.millis()).contains(&record.created_at) => p,
+                _ => QuotaPeriod::containing(Timestamp::from_millis(record.created_at)),
+            };
+            period = Some(current);
+            *per_counter
+                .entry((subject, current.start.millis()))
+                .or_default() += 1;
+        }
+        for ((subject, start), n) in per_counter {
+            if let Some(counter) = self.quotas.get(&(subject.to_owned(), start)) {
+                counter.written.fetch_add(n, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// One reconciliation round: counters whose seed failed, and (without Redis, every few
+    /// rounds) the counters in use, are set to at least the usage log's count plus what this
+    /// node counted but has not stored yet. Without Redis that is how a node learns of the
+    /// requests other nodes let through; counts only go up, so a stale read is harmless.
+    pub async fn reconcile_quotas(&self) {
+        let now = self.now();
+        let round = self.reconcile_round.fetch_add(1, Ordering::Relaxed);
+        let active_round =
+            !self.limiter.is_shared() && round.is_multiple_of(ACTIVE_RECONCILE_ROUNDS);
+        let mut due: Vec<((String, i64), Arc<QuotaCounter>)> = self
+            .quotas
+            .iter()
+            .filter(|entry| {
+                let counter = entry.value();
+                counter.loaded.initialized()
+                    && (!counter.seeded.load(Ordering::SeqCst)
+                        || (active_round
+                            && now.millis() - counter.last_used_ms.load(Ordering::Relaxed)
+                                < ACTIVE_FOR_MS))
+            })
+            .map(|entry| (entry.key().clone(), entry.value().clone()))
+            .collect();
+        // Unseeded first, then the most recently used.
+        due.sort_by_key(|(_, c)| {
+            (
+                c.seeded.load(Ordering::SeqCst),
+                -c.last_used_ms.load(Ordering::Relaxed),
+            )
+        });
+        due.truncate(RECONCILE_PER_ROUND);
+        for ((subject, start), counter) in due {
+            let Some(total) = self.logged_and_unwritten(&subject, start, &counter).await else {
+                // The database does not answer (or the writer kept writing): next round.
+                return;
+            };
+            counter.used.fetch_max(total, Ordering::SeqCst);
+            if !counter.seeded.swap(true, Ordering::SeqCst) {
+                tracing::info!(
+                    subject,
+                    used = total,
+                    "quota counter reconciled with the usage log"
+                );
+                let period = QuotaPeriod::containing(Timestamp::from_millis(start));
+                let ttl_ms = period.next.millis() - now.millis() + 86_400_000;
+                self.limiter
+                    .raise_quota(&subject, period.start, ttl_ms, total, now)
+                    .await;
+            }
+        }
+    }
+
+    /// The usage log's count of a counter plus this node's records not yet in it, read while
+    /// the writer is not appending (a few tries: the writer runs once a second).
+    async fn logged_and_unwritten(
+        &self,
+        subject: &str,
+        start: i64,
+        counter: &QuotaCounter,
+    ) -> Option<u64> {
+        for _ in 0..5 {
+            let generation = self.write_generation.load(Ordering::SeqCst);
+            if generation.is_multiple_of(2) {
+                let unwritten = counter.unwritten();
+                let read =
+                    counted_since(self.store.as_ref(), subject, Timestamp::from_millis(start));
+                let logged = tokio::time::timeout(SEED_TIMEOUT, read).await.ok()?.ok()?;
+                if self.write_generation.load(Ordering::SeqCst) == generation {
+                    return Some(logged + unwritten);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        None
+    }
+
     /// Writes a quota milestone event off the request path.
     fn announce(&self, milestone: QuotaMilestone, now: Timestamp) {
         let store = self.store.clone();
@@ -280,5 +426,27 @@ impl Gateway {
     pub fn forget_old_periods(&self, now: Timestamp) {
         let current = QuotaPeriod::containing(now).start.millis();
         self.quotas.retain(|(_, start), _| *start >= current);
+        self.limiter.forget_full(now);
     }
+}
+
+/// Runs [`Gateway::reconcile_quotas`] every [`RECONCILE_EVERY`].
+pub async fn reconcile(gateway: Arc<Gateway>) {
+    // Half a period out of step with the usage writer, which ticks at the same rate.
+    let first = tokio::time::Instant::now() + RECONCILE_EVERY / 2;
+    let mut ticker = tokio::time::interval_at(first, RECONCILE_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        gateway.reconcile_quotas().await;
+    }
+}
+
+/// The first count of a subject could not be read: counted from 0 on this node for now.
+fn seed_failed(error: &str) {
+    metrics::counter!("tollgate_quota_seed_failures_total").increment(1);
+    tracing::warn!(
+        error,
+        "cannot read the quota count from the usage log: counting from 0 on this node until it answers"
+    );
 }

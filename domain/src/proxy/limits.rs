@@ -71,6 +71,18 @@ impl Bucket {
     pub fn give_back(&mut self, limit: u64) {
         self.tokens = (self.tokens + 1.0).min(limit as f64);
     }
+
+    /// When (ms) the bucket is full again if nothing takes from it. From then on it is the same
+    /// as a new bucket, so a store of buckets may forget it (and should forget the ones full
+    /// soonest first: they are the least limited).
+    pub fn full_at_ms(&self, limit: u64) -> i64 {
+        if limit == 0 {
+            return self.updated_ms;
+        }
+        let missing = (limit as f64 - self.tokens).max(0.0);
+        let per_ms = limit as f64 / 60_000.0;
+        self.updated_ms + (missing / per_ms).ceil() as i64
+    }
 }
 
 /// The quota period holding `now`: the calendar month in UTC.
@@ -150,6 +162,19 @@ mod tests {
         let later = bucket.take(3, Timestamp::from_millis(1_020_000));
         assert!(later.allowed);
         assert!(!bucket.take(3, Timestamp::from_millis(1_020_000)).allowed);
+    }
+
+    #[test]
+    fn a_bucket_is_full_again_after_its_refill_time() {
+        let t0 = Timestamp::from_millis(1_000_000);
+        let mut bucket = Bucket::full(60, t0);
+        assert_eq!(bucket.full_at_ms(60), t0.millis());
+        bucket.take(60, t0);
+        // 60 per minute: one token a second.
+        assert_eq!(bucket.full_at_ms(60), t0.millis() + 1_000);
+        let mut empty = Bucket::full(1, t0);
+        empty.take(1, t0);
+        assert_eq!(empty.full_at_ms(1), t0.millis() + 60_000);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod limits;
+pub mod path;
 pub mod policy;
 pub mod routing;
 pub mod usage;

@@ -9,9 +9,13 @@ use super::routing::Route;
 /// Every way Tollgate itself answers a proxied request (errors.md §4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// The path has no canonical form (wiki/proxying.md, "Canonical path").
+    InvalidPath(super::path::PathError),
     RouteNotFound,
     MethodNotAllowed(Vec<String>),
-    PayloadTooLarge { limit: u64 },
+    PayloadTooLarge {
+        limit: u64,
+    },
     MissingApiKey,
     InvalidApiKey,
     ApiKeyExpired,
@@ -20,8 +24,13 @@ pub enum Refusal {
     PlanNotAllowed,
     GroupNotAllowed,
     UpstreamDisabled,
-    RateLimited { limit: u64, retry_after: u64 },
-    QuotaExceeded { retry_after: u64 },
+    RateLimited {
+        limit: u64,
+        retry_after: u64,
+    },
+    QuotaExceeded {
+        retry_after: u64,
+    },
     BadGateway,
     GatewayTimeout,
     Internal,
@@ -30,6 +39,7 @@ pub enum Refusal {
 impl Refusal {
     pub fn status(&self) -> u16 {
         match self {
+            Self::InvalidPath(_) => 400,
             Self::RouteNotFound => 404,
             Self::MethodNotAllowed(_) => 405,
             Self::PayloadTooLarge { .. } => 413,
@@ -48,6 +58,7 @@ impl Refusal {
 
     pub fn code(&self) -> &'static str {
         match self {
+            Self::InvalidPath(_) => "INVALID_PATH",
             Self::RouteNotFound => "ROUTE_NOT_FOUND",
             Self::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
             Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
@@ -69,6 +80,7 @@ impl Refusal {
 
     pub fn message(&self) -> String {
         match self {
+            Self::InvalidPath(why) => format!("The request path is refused: {why}"),
             Self::RouteNotFound => "No route matches this request".into(),
             Self::MethodNotAllowed(_) => "The route does not allow this method".into(),
             Self::PayloadTooLarge { limit } => {

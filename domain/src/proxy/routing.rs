@@ -95,11 +95,15 @@ impl PathMatcher {
             "regex" => Regex::new(&format!("^(?:{pattern})$"))
                 .map(Self::Regex)
                 .map_err(|e| e.to_string()),
-            "exact" => Ok(Self::Exact(segments(pattern))),
-            _ => Ok(Self::Prefix {
-                open_end: pattern.ends_with('/') && pattern.len() > 1,
-                segments: segments(pattern.trim_end_matches('/')),
-            }),
+            "exact" => Ok(Self::Exact(segments(&canonical_pattern(pattern)))),
+            _ => {
+                let pattern = canonical_pattern(pattern);
+                let pattern = pattern.as_ref();
+                Ok(Self::Prefix {
+                    open_end: pattern.ends_with('/') && pattern.len() > 1,
+                    segments: segments(pattern.trim_end_matches('/')),
+                })
+            }
         }
     }
 
@@ -149,6 +153,13 @@ impl PathMatcher {
             }
         }
     }
+}
+
+/// Requests are matched on their canonical path (`super::path`), so a literal pattern is
+/// compared in the same form: `/a/%7Eb` matches the request `/a/~b` (and `/a/%7eb`). A pattern
+/// with no canonical form is kept as written (no request path can equal it).
+fn canonical_pattern(pattern: &str) -> std::borrow::Cow<'_, str> {
+    super::path::canonical_path(pattern).unwrap_or(std::borrow::Cow::Borrowed(pattern))
 }
 
 fn segments(pattern: &str) -> Vec<Segment> {
@@ -437,6 +448,15 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(table.lookup("HEAD", "h", "/y"), Lookup::NotFound));
+    }
+
+    #[test]
+    fn literal_patterns_are_compared_in_canonical_form() {
+        let table = RouteTable::new(vec![route("t", "/a/%7eb", "exact")]);
+        assert_eq!(found(&table, "GET", "/a/~b").as_deref(), Some("t"));
+        let table = RouteTable::new(vec![route("p", "//v1/./x/", "prefix")]);
+        assert_eq!(found(&table, "GET", "/v1/x/y").as_deref(), Some("p"));
+        assert_eq!(found(&table, "GET", "/v1/x"), None);
     }
 
     #[test]

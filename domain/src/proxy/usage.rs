@@ -9,6 +9,24 @@ use crate::{
     query::{CmpOp, Cond},
 };
 
+/// Longest `path` a usage record keeps: a request line may be far longer (up to the
+/// listener's header limit), and the log is no place for 100 kB of attacker-chosen text.
+pub const MAX_PATH_BYTES: usize = 2048;
+/// Longest `host` a usage record keeps (a DNS name is at most 253 characters).
+pub const MAX_HOST_BYTES: usize = 255;
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+pub fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct UsageRecord {
     pub id: String,
@@ -220,4 +238,20 @@ pub async fn record_milestone(
     };
     tx.insert("events", &event.to_row()).await?;
     tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_keeps_whole_characters() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("abcdef", 3), "abc");
+        // `é` is two bytes: cutting inside it keeps the text before it.
+        assert_eq!(truncate("aé", 2), "a");
+        assert_eq!(truncate("aé", 3), "aé");
+        let long = "x".repeat(100_000);
+        assert_eq!(truncate(&long, MAX_PATH_BYTES).len(), MAX_PATH_BYTES);
+    }
 }

@@ -11,6 +11,7 @@ mod openapi;
 mod ops;
 mod plans;
 mod proxy;
+mod proxy_hostile;
 mod routes;
 mod secrets;
 mod upstreams;

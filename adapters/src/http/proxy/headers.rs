@@ -10,6 +10,12 @@ use tollgate_domain::resources::checks::HOP_BY_HOP;
 /// Set by Tollgate only: a client's copy is dropped.
 const IDENTITY: [&str; 4] = ["x-user-id", "x-key-id", "x-plan-id", "x-group-id"];
 
+/// Never forwarded: an upstream (or the framework in front of it) may believe them about the
+/// client's address (`Forwarded`, `X-Real-IP`) or about the path it should serve
+/// (`X-Original-URL`, `X-Rewrite-URL`, read by some IIS and Symfony set-ups, which would undo
+/// the route's path checks). Tollgate sets `X-Forwarded-*` itself.
+const SPOOFABLE: [&str; 4] = ["forwarded", "x-real-ip", "x-original-url", "x-rewrite-url"];
+
 /// Replaced by Tollgate on the way out.
 const REPLACED: [&str; 5] = [
     "host",
@@ -40,7 +46,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// headers removed.
 pub fn strip_request(headers: &mut HeaderMap, key_in_authorization: bool) {
     strip_hop_by_hop(headers);
-    for name in IDENTITY.iter().chain(REPLACED.iter()) {
+    for name in IDENTITY
+        .iter()
+        .chain(REPLACED.iter())
+        .chain(SPOOFABLE.iter())
+    {
         headers.remove(*name);
     }
     headers.remove("x-api-key");
@@ -84,6 +94,10 @@ mod tests {
             ("x-api-key", "tg_live_x"),
             ("authorization", "Bearer tg_live_x"),
             ("x-user-id", "usr_forged"),
+            ("forwarded", "for=10.0.0.1"),
+            ("x-real-ip", "10.0.0.1"),
+            ("x-original-url", "/admin"),
+            ("x-rewrite-url", "/admin"),
             ("accept", "application/json"),
         ] {
             headers.append(

@@ -29,9 +29,10 @@ use tollgate_domain::{
     Timestamp,
     proxy::{
         limits::RateDecision,
+        path::canonical_path,
         policy::{self, Caller, Refusal},
         routing::{Lookup, forwarded_path},
-        usage::UsageRecord,
+        usage::{self, UsageRecord},
     },
 };
 
@@ -39,6 +40,10 @@ use crate::{
     gateway::{BucketKey, Gateway, QuotaState},
     http::request_id,
 };
+
+/// The `Allow` of a `TRACE` or `CONNECT` refusal: the standard methods the proxy forwards
+/// (other extension methods pass too, when a route allows them).
+const FORWARDED_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 /// What the proxy answers with: a body it made (errors, health), or the upstream's answer
 /// streaming through the meter.
@@ -392,14 +397,17 @@ pub async fn handle(
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let now = gateway.now();
-    let path = req.uri().path().to_owned();
+    // Matched and forwarded: the canonical path, so the gateway and the upstream read one
+    // request as one path.
+    let canonical = canonical_path(req.uri().path()).map(std::borrow::Cow::into_owned);
     let method = req.method().as_str().to_owned();
+    // The proxy sets `X-Request-Id` itself (no middleware on this listener: it is the hot path).
     let request_id = request_id::from_text(
         req.headers()
             .get(&X_REQUEST_ID)
             .and_then(|v| v.to_str().ok()),
     );
-    if path == "/_tollgate/health" {
+    if canonical.as_deref() == Ok("/_tollgate/health") {
         // Reserved: never routed, whatever the method.
         return if method == "GET" {
             ok_health(&request_id)
@@ -432,8 +440,8 @@ pub async fn handle(
             request_id: request_id.clone(),
             created_at: now.millis(),
             method: method.clone(),
-            host: host.clone(),
-            path: path.clone(),
+            host: usage::truncate(&host, usage::MAX_HOST_BYTES).to_owned(),
+            path: usage::truncate(req.uri().path(), usage::MAX_PATH_BYTES).to_owned(),
             client_ip: ip.to_string(),
             user_agent,
             ..UsageRecord::default()
@@ -444,7 +452,21 @@ pub async fn handle(
     let mut limits = LimitHeaders::default();
     let config = gateway.config();
 
-    // Step 3: route.
+    // Step 3: route, on the canonical path; `TRACE` and `CONNECT` are never forwarded
+    // (`TRACE` would echo the request's credentials back, `CONNECT` would open a tunnel).
+    if matches!(method.as_str(), "TRACE" | "CONNECT") {
+        let allowed = FORWARDED_METHODS.iter().map(|m| (*m).to_owned()).collect();
+        return refuse(
+            gateway,
+            Refusal::MethodNotAllowed(allowed),
+            metering,
+            &limits,
+        );
+    }
+    let path = match canonical {
+        Ok(path) => path,
+        Err(why) => return refuse(gateway, Refusal::InvalidPath(why), metering, &limits),
+    };
     let (route, found) = match config.routes.lookup(&method, &host, &path) {
         Lookup::Found(route, found) => (route.clone(), found),
         Lookup::MethodNotAllowed(allowed) => {
