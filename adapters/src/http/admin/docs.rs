@@ -140,7 +140,7 @@ async fn gzipped() -> Option<&'static [u8]> {
             GzEncoder::new(Vec::with_capacity(SCALAR_JS.len() / 3), Compression::best());
         encoder.write_all(SCALAR_JS).and_then(|()| encoder.finish())
     };
-    match web::block(move || {
+    web::block(move || {
         GZIP.get_or_init(|| {
             compress()
                 .inspect_err(|e| tracing::warn!(error = %e, "cannot gzip the Scalar bundle"))
@@ -149,10 +149,8 @@ async fn gzipped() -> Option<&'static [u8]> {
         .as_deref()
     })
     .await
-    {
-        Ok(done) => done,
-        Err(_) => None,
-    }
+    .ok()
+    .flatten()
 }
 
 fn wants_gzip(req: &HttpRequest) -> bool {
