@@ -362,3 +362,228 @@ async fn resource_documents_point_at_the_served_document() {
         .to_owned();
     fetch(&app, &path).await;
 }
+
+/// The vendored Scalar bundle, read from the repository (what the binary must serve verbatim).
+fn vendored_bundle() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../adapters/assets/scalar/standalone.js"
+    );
+    std::fs::read(path).expect("the vendored bundle is in the repository")
+}
+
+/// Values of every `name="…"` attribute in `html`.
+fn attribute_values<'a>(html: &'a str, name: &str) -> Vec<&'a str> {
+    let needle = format!("{name}=\"");
+    let mut values = Vec::new();
+    let mut rest = html;
+    while let Some(at) = rest.find(&needle) {
+        let after = &rest[at + needle.len()..];
+        let end = after.find('"').expect("attribute closed");
+        values.push(&after[..end]);
+        rest = &after[end..];
+    }
+    values
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+async fn docs_page(app: &TestApp) -> (reqwest::header::HeaderMap, String) {
+    let response = app.client.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    (headers, response.text().await.unwrap())
+}
+
+/// The script the page loads, by its `src`.
+fn script_path(html: &str) -> String {
+    let sources = attribute_values(html, "src");
+    assert_eq!(sources.len(), 1, "one script with a src: {html}");
+    sources[0].to_owned()
+}
+
+#[tokio::test]
+async fn the_docs_page_loads_nothing_from_another_origin() {
+    let app = spawn_app().await;
+    let (headers, html) = docs_page(&app).await;
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+
+    let mut urls = attribute_values(&html, "src");
+    urls.extend(attribute_values(&html, "href"));
+    assert!(!urls.is_empty(), "{html}");
+    for url in &urls {
+        let lower = url.to_ascii_lowercase();
+        assert!(
+            !lower.starts_with("http:") && !lower.starts_with("https:") && !lower.starts_with("//"),
+            "{url} is on another origin"
+        );
+    }
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{html}"
+    );
+    let script = script_path(&html);
+    assert!(script.starts_with("/docs/assets/"), "{script}");
+
+    // Scalar's own configuration: the local document, no web fonts, no Scalar services.
+    let config = attribute_values(&html, "data-configuration");
+    assert_eq!(config.len(), 1, "{html}");
+    let config: Value = serde_json::from_str(&config[0].replace("&quot;", "\"")).unwrap();
+    assert_eq!(config["url"], "/docs/openapi.json");
+    assert_eq!(config["withDefaultFonts"], false);
+    assert_eq!(config["proxyUrl"], "");
+    assert_eq!(config["telemetry"], false);
+    assert_eq!(config["agent"]["disabled"], true);
+    assert_eq!(config["mcp"]["disabled"], true);
+    assert_eq!(config["showDeveloperTools"], "never");
+    // No inline script: the only script element without src is a JSON data block.
+    assert_eq!(html.matches("<script").count(), 2, "{html}");
+    assert!(html.contains(r#"<script id="api-reference" type="application/json""#));
+
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    let directives: BTreeMap<&str, &str> = csp
+        .split(';')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.split_once(' ').unwrap_or((d, "")))
+        .collect();
+    assert_eq!(directives["default-src"], "'none'", "{csp}");
+    assert_eq!(directives["script-src"], "'self'", "{csp}");
+    assert_eq!(directives["connect-src"], "'self'", "{csp}");
+    assert_eq!(directives["font-src"], "'self'", "{csp}");
+    assert!(!csp.contains("http"), "{csp}");
+    assert!(!csp.contains("unsafe-eval"), "{csp}");
+
+    // What the page names is served.
+    fetch(&app, "/docs/openapi.json").await;
+    let reply = app.client.get(app.url(&script)).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_docs_script_is_the_vendored_bundle_cached_forever() {
+    let app = spawn_app().await;
+    let (_, html) = docs_page(&app).await;
+    let script = script_path(&html);
+    assert!(
+        script.contains("1.76.4"),
+        "the path names the version: {script}"
+    );
+    let vendored = vendored_bundle();
+
+    // Without Accept-Encoding: the file as vendored.
+    let reply = app.client.get(app.url(&script)).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    let headers = reply.headers().clone();
+    assert_eq!(headers["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(
+        headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(headers.get("content-encoding").is_none(), "{headers:?}");
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    let body = reply.bytes().await.unwrap();
+    assert_eq!(body.len(), vendored.len());
+    assert_eq!(sha256(&body), sha256(&vendored));
+
+    // With gzip: a compressed body that inflates to the same file, under its own tag.
+    // (The tests' reqwest has no gzip feature: bodies arrive as sent.)
+    let reply = app
+        .client
+        .get(app.url(&script))
+        .header("Accept-Encoding", "gzip, deflate, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    let headers = reply.headers().clone();
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert_eq!(headers["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(headers["vary"], "Accept-Encoding");
+    assert_eq!(
+        headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let gzip_etag = headers["etag"].to_str().unwrap().to_owned();
+    assert_ne!(gzip_etag, etag);
+    let compressed = reply.bytes().await.unwrap();
+    assert!(
+        compressed.len() < vendored.len() / 2,
+        "{} bytes",
+        compressed.len()
+    );
+    let mut inflated = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&compressed[..]),
+        &mut inflated,
+    )
+    .expect("a gzip body");
+    assert_eq!(sha256(&inflated), sha256(&vendored));
+
+    // gzip refused explicitly: the plain file.
+    let reply = app
+        .client
+        .get(app.url(&script))
+        .header("Accept-Encoding", "gzip;q=0, identity")
+        .send()
+        .await
+        .unwrap();
+    assert!(reply.headers().get("content-encoding").is_none());
+    assert_eq!(reply.bytes().await.unwrap().len(), vendored.len());
+
+    // Revalidation by tag: 304 without a body, per representation.
+    for (tag, encoding) in [(&etag, None), (&gzip_etag, Some("gzip"))] {
+        let mut request = app
+            .client
+            .get(app.url(&script))
+            .header("If-None-Match", tag.as_str());
+        if let Some(encoding) = encoding {
+            request = request.header("Accept-Encoding", encoding);
+        }
+        let reply = request.send().await.unwrap();
+        assert_eq!(reply.status(), StatusCode::NOT_MODIFIED, "{tag}");
+        assert_eq!(reply.headers()["etag"].to_str().unwrap(), tag.as_str());
+        assert!(reply.bytes().await.unwrap().is_empty());
+    }
+    // The plain tag does not validate the gzip representation.
+    let reply = app
+        .client
+        .get(app.url(&script))
+        .header("If-None-Match", etag.as_str())
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_docs_script_answers_concurrent_first_requests_alike() {
+    // The gzip copy is made once, at the first request: parallel first requests all get it.
+    let app = spawn_app().await;
+    let (_, html) = docs_page(&app).await;
+    let script = script_path(&html);
+    let vendored = sha256(&vendored_bundle());
+    let requests = (0..8).map(|_| {
+        let request = app
+            .client
+            .get(app.url(&script))
+            .header("Accept-Encoding", "gzip");
+        async move {
+            let reply = request.send().await.unwrap();
+            assert_eq!(reply.status(), StatusCode::OK);
+            assert_eq!(reply.headers()["content-encoding"], "gzip");
+            let body = reply.bytes().await.unwrap();
+            let mut inflated = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut inflated)
+                .unwrap();
+            sha256(&inflated)
+        }
+    });
+    for digest in futures_util::future::join_all(requests).await {
+        assert_eq!(digest, vendored);
+    }
+}

@@ -3,6 +3,7 @@
 mod actions;
 mod auth;
 mod context;
+pub mod docs;
 pub mod openapi;
 mod relationships;
 pub mod reset_queue;
@@ -99,7 +100,7 @@ pub fn route_table() -> Vec<AdminRoute> {
     routes.into_list()
 }
 
-/// Registers `/health`, `/docs`, every `/api` path, and JSON:API 404s for the rest.
+/// Registers `/health`, `/docs` (and its script), every `/api` path, and JSON:API 404s for the rest.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     declare(&mut Routes::serving(cfg));
     cfg.default_service(web::to(not_found));
@@ -107,7 +108,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 fn declare(routes: &mut Routes) {
     routes.add("/health", "GET", |r| r.route(web::get().to(health)));
-    routes.add("/docs", "GET", |r| r.route(web::get().to(openapi::scalar)));
+    routes.add("/docs", "GET", |r| {
+        r.route(web::get().to(docs::page_handler))
+    });
+    routes.add(docs::SCALAR_PATH, "GET", |r| {
+        r.route(web::get().to(docs::scalar_js))
+    });
     routes.add("/docs/openapi.json", "GET", |r| {
         r.route(web::get().to(openapi::json))
     });

@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document of the admin API, generated from the resource schemas (the same
 //! declarations the generic handlers enforce) plus the hand-described non-generic endpoints.
-//! Served at `/docs/openapi.json`, `/docs/openapi.yaml` and as a Scalar page at `/docs`.
+//! Served at `/docs/openapi.json`, `/docs/openapi.yaml` and as a Scalar page at `/docs` (see
+//! [`super::docs`]).
 
 use std::sync::OnceLock;
 
@@ -49,14 +50,6 @@ pub async fn yaml() -> HttpResponse {
     let body = BODY.get_or_init(|| document().to_yaml().expect("document serializes"));
     HttpResponse::Ok()
         .content_type("application/yaml")
-        .body(body.as_str())
-}
-
-pub async fn scalar() -> HttpResponse {
-    static BODY: OnceLock<String> = OnceLock::new();
-    let body = BODY.get_or_init(|| utoipa_scalar::Scalar::new(document().clone()).to_html());
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
         .body(body.as_str())
 }
 
@@ -1042,8 +1035,20 @@ fn explicit_paths(mut paths: PathsBuilder) -> PathsBuilder {
         paths,
         "/docs",
         "docs",
-        "This document as an interactive page (Scalar).",
+        "This document as an interactive page (Scalar), served from the binary: it loads \
+         nothing from other origins.",
         "text/html",
+    );
+    paths = text(
+        paths,
+        super::docs::SCALAR_PATH,
+        "docs",
+        &format!(
+            "The script of the /docs page (Scalar API Reference {}), gzip-encoded when \
+             accepted, cacheable for a year.",
+            super::docs::SCALAR_VERSION
+        ),
+        "text/javascript",
     );
     paths = {
         let op = OperationBuilder::new()
