@@ -86,6 +86,8 @@ pub struct Config {
     /// `text` or `json`.
     pub log_format: String,
     pub log_level: String,
+    /// The proxy's access log: `off`, `text` or `json`; empty follows `log_format`.
+    pub access_log: String,
     pub shutdown_grace_seconds: u64,
     /// HTTP worker threads per listener (0 = one per core).
     pub workers: usize,
@@ -100,6 +102,19 @@ pub struct Config {
     pub usage_retention_days: u64,
     /// Seconds between active health checks of upstreams with a `health_check_path`.
     pub health_check_interval_seconds: u64,
+}
+
+impl Config {
+    /// The proxy's access-log format: `access_log`, or the log format when unset.
+    pub fn access_log_format(&self) -> tollgate_adapters::gateway::access_log::AccessLogFormat {
+        use tollgate_adapters::gateway::access_log::AccessLogFormat;
+        let chosen = if self.access_log.is_empty() {
+            &self.log_format
+        } else {
+            &self.access_log
+        };
+        AccessLogFormat::parse(chosen).unwrap_or_default()
+    }
 }
 
 impl Default for Config {
@@ -131,6 +146,7 @@ impl Default for Config {
             webhook_concurrency: 32,
             log_format: "text".into(),
             log_level: "info".into(),
+            access_log: String::new(),
             shutdown_grace_seconds: 30,
             workers: 0,
             proxy_max_body_bytes: 10 * 1024 * 1024,
@@ -278,6 +294,15 @@ impl Config {
             problems.push(format!(
                 "log_format: {:?} is neither \"text\" nor \"json\"",
                 self.log_format
+            ));
+        }
+        if !self.access_log.is_empty()
+            && tollgate_adapters::gateway::access_log::AccessLogFormat::parse(&self.access_log)
+                .is_none()
+        {
+            problems.push(format!(
+                "access_log: {:?} is none of \"off\", \"text\", \"json\"",
+                self.access_log
             ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {

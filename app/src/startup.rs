@@ -303,6 +303,7 @@ impl Application {
             GatewaySettings {
                 max_body_bytes: config.proxy_max_body_bytes,
                 trusted_proxies: trusted_proxies(&config.trusted_proxies)?,
+                access_log: config.access_log_format(),
                 ..GatewaySettings::default()
             },
         );

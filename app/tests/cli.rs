@@ -70,6 +70,8 @@ struct Server {
     child: Child,
     admin: String,
     proxy: String,
+    /// Every line the server wrote to standard error after it reported its ports.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Server {
@@ -104,11 +106,20 @@ fn serve(database_url: &str, env: &[(&str, &str)]) -> Server {
         if log["fields"]["message"] == "listening" {
             let port = |name: &str| log["fields"][name].as_u64().expect("port logged");
             // Keep draining stderr so the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
+            let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let kept = log.clone();
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    if let Ok(mut kept) = kept.lock() {
+                        kept.push(line);
+                    }
+                }
+            });
             return Server {
                 admin: format!("http://127.0.0.1:{}", port("admin_port")),
                 proxy: format!("http://127.0.0.1:{}", port("proxy_port")),
                 child,
+                log,
             };
         }
     }
@@ -841,4 +852,73 @@ fn config_check_warns_when_the_key_would_live_in_the_database() {
         &[("TOLLGATE_ENCRYPTION_KEY", "c2hvcnQ=")],
     );
     assert!(!ok && stderr.contains("base64 of 32 bytes"), "{stderr}");
+}
+
+/// The proxy writes one access-log line per request through its own buffered writer: JSON
+/// when asked, text by default in text mode, nothing when off.
+#[tokio::test]
+async fn the_proxy_writes_one_access_log_line_per_request() {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for (setting, expect) in [
+        ("json", Some("json")),
+        ("text", Some("text")),
+        ("off", None),
+    ] {
+        let db = fresh_database_url().await;
+        let server = serve(&db, &[("TOLLGATE_ACCESS_LOG", setting)]);
+        let ids: Vec<String> = (0..3).map(|i| format!("access-{setting}-{i}")).collect();
+        for id in &ids {
+            let status = client
+                .get(format!("{}/nowhere", server.proxy))
+                .header("X-Request-Id", id)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 404);
+        }
+        let lines_for = |id: &str| -> Vec<String> {
+            server
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains(id) && l.contains("tollgate::access"))
+                .cloned()
+                .collect()
+        };
+        match expect {
+            Some(format) => {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while ids.iter().any(|id| lines_for(id).is_empty()) {
+                    assert!(Instant::now() < deadline, "{setting}: access lines missing");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                for id in &ids {
+                    let lines = lines_for(id);
+                    assert_eq!(lines.len(), 1, "{setting}: one line per request: {lines:?}");
+                    let line = &lines[0];
+                    assert!(!line.contains('\u{1b}'), "no colour codes: {line}");
+                    if format == "json" {
+                        let value: Value = serde_json::from_str(line).expect("a JSON line");
+                        assert_eq!(value["fields"]["request_id"], id.as_str());
+                        assert_eq!(value["fields"]["status"], 404);
+                        assert_eq!(value["fields"]["code"], "ROUTE_NOT_FOUND");
+                        assert_eq!(value["fields"]["path"], "/nowhere");
+                    } else {
+                        assert!(serde_json::from_str::<Value>(line).is_err(), "{line}");
+                        assert!(line.contains(&format!("request_id={id} ")), "{line}");
+                        assert!(line.contains("status=404 code=ROUTE_NOT_FOUND"), "{line}");
+                    }
+                }
+            }
+            None => {
+                // Long enough for two flush ticks of the workers.
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                for id in &ids {
+                    assert!(lines_for(id).is_empty(), "off writes nothing");
+                }
+            }
+        }
+    }
 }

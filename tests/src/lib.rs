@@ -169,6 +169,9 @@ pub fn test_config(database_url: &str) -> Config {
         webhook_allow_private: true,
         workers: 1,
         shutdown_grace_seconds: 1,
+        // The black-box tests share one process's standard error; app/tests/cli.rs reads the
+        // access log of a real `tollgate serve`.
+        access_log: "off".into(),
         ..Config::default()
     }
 }

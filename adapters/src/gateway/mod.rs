@@ -2,6 +2,7 @@
 //! and the metering channel. Everything a request touches is in memory; the database is read
 //! only when the configuration changes or a quota subject is first seen.
 
+pub mod access_log;
 pub mod health;
 pub mod limiter;
 pub mod metering;
@@ -38,6 +39,8 @@ pub struct GatewaySettings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Records waiting to be written; beyond it they are dropped and counted.
     pub usage_buffer: usize,
+    /// The proxy's access log (`TOLLGATE_ACCESS_LOG`).
+    pub access_log: access_log::AccessLogFormat,
 }
 
 impl Default for GatewaySettings {
@@ -46,6 +49,7 @@ impl Default for GatewaySettings {
             max_body_bytes: 10 * 1024 * 1024,
             trusted_proxies: Vec::new(),
             usage_buffer: 100_000,
+            access_log: access_log::AccessLogFormat::default(),
         }
     }
 }
@@ -128,6 +132,7 @@ pub struct Gateway {
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGenerator>,
     pub settings: GatewaySettings,
+    pub access_log: access_log::AccessLog,
 }
 
 impl Gateway {
@@ -158,6 +163,7 @@ impl Gateway {
             vault,
             clock,
             ids,
+            access_log: access_log::AccessLog::start(settings.access_log),
             settings,
         });
         (gateway, records)

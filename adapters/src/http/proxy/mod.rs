@@ -37,7 +37,7 @@ use tollgate_domain::{
 };
 
 use crate::{
-    gateway::{BucketKey, Gateway, QuotaState},
+    gateway::{BucketKey, Gateway, QuotaState, access_log::AccessLine},
     http::request_id,
 };
 
@@ -151,7 +151,7 @@ impl Metering {
         self.record.error_code = error;
         self.record.response_bytes = response_bytes;
         self.record.duration_ms = elapsed.as_millis() as u64;
-        observe(&self, elapsed.as_secs_f64());
+        observe(gateway, &self, elapsed.as_secs_f64());
         gateway.meter(self.record);
     }
 }
@@ -204,7 +204,7 @@ impl RouteMetrics {
 
 /// Metrics and the per-request log line. Labels are route ids, status classes and error
 /// codes only — never key or user ids.
-fn observe(metering: &Metering, seconds: f64) {
+fn observe(gateway: &Gateway, metering: &Metering, seconds: f64) {
     let record = &metering.record;
     let route = record.route_id.as_deref().unwrap_or("none");
     let code = record.error_code.unwrap_or("OK");
@@ -227,19 +227,17 @@ fn observe(metering: &Metering, seconds: f64) {
     if record.error_code.is_some() && record.status_code < 500 {
         metrics::counter!("tollgate_proxy_rejected_total", "code" => code).increment(1);
     }
-    tracing::info!(
-        target: "tollgate::access",
-        listener = "proxy",
-        request_id = %record.request_id,
-        method = %record.method,
-        path = %record.path,
+    gateway.access_log.record(&AccessLine {
+        at: Timestamp::from_millis(record.created_at),
+        request_id: &record.request_id,
+        method: &record.method,
+        path: &record.path,
         route,
-        status = record.status_code,
+        status: record.status_code,
         code,
-        latency_ms = seconds * 1000.0,
-        key_prefix = metering.key_prefix.as_deref().unwrap_or("-"),
-        "request"
-    );
+        latency_ms: seconds * 1000.0,
+        key_prefix: metering.key_prefix.as_deref().unwrap_or("-"),
+    });
 }
 
 /// The limit headers of an answer (§4, §5).

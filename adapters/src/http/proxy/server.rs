@@ -125,8 +125,15 @@ async fn serve(
     http.keep_alive(true)
         .header_read_timeout(Duration::from_secs(30))
         .timer(hyper_util::rt::TokioTimer::new());
+    // Access-log lines wait in this worker's buffer until it is full or the next tick.
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (stream, peer) = tokio::select! {
+            _ = tick.tick() => {
+                gateway.access_log.flush_local();
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -159,4 +166,5 @@ async fn serve(
     {
         tracing::warn!("proxy requests still in flight after the shutdown grace period");
     }
+    gateway.access_log.flush_local();
 }
