@@ -10,7 +10,10 @@
 # connection, 10), BENCH_ROUNDS (1; the summary shows the median), BENCH_WARMUP (3), BENCH_THREADS (2), BENCH_CONNECTIONS (64),
 # BENCH_GATEWAY_WORKERS (2: nginx worker processes = TOLLGATE_WORKERS),
 # BENCH_UPSTREAM_WORKERS (1), BENCH_NGINX_ACCESS_LOG (1), BENCH_TOLLGATE_BIN (a built binary to
-# run instead of building target/release/tollgate). Raw outputs go to bench/out/proxy-<stamp>/.
+# run instead of building target/release/tollgate), BENCH_PROFILE (0; 1 = after the rounds, one
+# more run at BENCH_CONNECTIONS under `perf record` and a flame graph of Tollgate as
+# tollgate-flame.svg, with inferno's tools on the PATH: `cargo install inferno`).
+# Raw outputs go to bench/out/proxy-<stamp>/.
 # See bench/README.md.
 set -euo pipefail
 
@@ -28,6 +31,7 @@ CONNECTIONS=${BENCH_CONNECTIONS:-64}
 GATEWAY_WORKERS=${BENCH_GATEWAY_WORKERS:-2}
 UPSTREAM_WORKERS=${BENCH_UPSTREAM_WORKERS:-1}
 NGINX_ACCESS_LOG=${BENCH_NGINX_ACCESS_LOG:-1}
+PROFILE=${BENCH_PROFILE:-0}
 # Tollgate's plan limit (the maximum rate_limit_per_minute); nginx's bucket gets the same.
 RATE_PER_MINUTE=1000000
 KEYS_PER_USER=100
@@ -68,6 +72,12 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 for tool in "$NGINX" wrk curl jq ss awk; do
     command -v "$tool" >/dev/null || die "$tool is required but not installed"
 done
+
+if [ "$PROFILE" = 1 ]; then
+    for tool in perf inferno-collapse-perf inferno-flamegraph; do
+        command -v "$tool" >/dev/null || die "BENCH_PROFILE=1 needs $tool (perf: apt-get install linux-perf; inferno: cargo install inferno)"
+    done
+fi
 
 if [ "$ONLY" = all ] && [ -z "${BENCH_TOLLGATE_BIN:-}" ]; then
     say "building the release binary (cargo build --release -p tollgate)"
@@ -442,6 +452,34 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
+rss_kib() { # resident memory of the given pids, summed (KiB)
+    local total=0 pid r
+    for pid in "$@"; do
+        r=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
+        total=$((total + ${r:-0}))
+    done
+    echo "$total"
+}
+# Memory after the runs, loaded as they were (nginx: master and workers).
+RSS_NGINX=$(rss_kib $(pids_of nginx))
+RSS_TOLLGATE=-
+if [ "$ONLY" = all ]; then RSS_TOLLGATE=$(rss_kib "$TOLLGATE_PID"); fi
+
+if [ "$PROFILE" = 1 ] && [ "$ONLY" = all ]; then
+    wait_idle tollgate profile
+    say "profiling Tollgate: perf record (cpu-clock, call graphs) during a ${DURATION}s run at $CONNECTIONS connections"
+    perf record -F 1999 -e cpu-clock --call-graph dwarf,16384 -p "$TOLLGATE_PID" -o "$TMP/perf.data" \
+        -- sleep "$DURATION" >"$OUT/perf-record.txt" 2>&1 &
+    perf_pid=$!
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s -s "$LUA" "$TOLLGATE_URL/bench" -- "$KEYFILE" \
+        >"$OUT/wrk-tollgate-profile.txt" 2>&1 || die "wrk during the profile failed"
+    wait "$perf_pid" || die "perf record failed (see $OUT/perf-record.txt)"
+    perf script -i "$TMP/perf.data" 2>/dev/null | inferno-collapse-perf >"$OUT/tollgate-stacks.folded"
+    inferno-flamegraph --title "Tollgate proxy, $CONNECTIONS connections ($BUILT_FROM)" \
+        <"$OUT/tollgate-stacks.folded" >"$OUT/tollgate-flame.svg"
+    say "flame graph: ${OUT#"$ROOT"/}/tollgate-flame.svg"
+fi
+
 # The rotation really spread the load: nginx's access log names the key of every request.
 KEYS_SEEN=-
 if [ "$NGINX_ACCESS_LOG" = 1 ]; then
@@ -518,7 +556,9 @@ CL=c$CONNECTIONS
             "$(minus "$(res "$target" c1 p99_ms)" "$(res direct c1 p99_ms)")"
     done
     echo
-    echo "target: Tollgate >= nginx in req/s and <= nginx in p99"
+    echo "resident memory after the runs: nginx gateway $((RSS_NGINX / 1024)) MiB (master + workers), Tollgate $([ "$RSS_TOLLGATE" = - ] && echo - || echo "$((RSS_TOLLGATE / 1024)) MiB")"
+    echo
+    echo "target: Tollgate >= nginx in req/s, <= nginx in CPU per request, p99 and p50 added over direct"
     if [ "$ONLY" = all ]; then
         verdict=PASS
         check() { # label, ok(0/1), text
@@ -528,6 +568,11 @@ CL=c$CONNECTIONS
         }
         t=$(res tollgate "$CL" rps); n=$(res nginx "$CL" rps)
         check "req/s, $CONNECTIONS connections" "$(ge "$t" "$n" && echo 1 || echo 0)" "Tollgate $t vs nginx $n"
+        t=$(cpu_per_request tollgate "$CL" gateway); n=$(cpu_per_request nginx "$CL" gateway)
+        check "CPU/req, $CONNECTIONS conns" "$(ge "$n" "$t" && echo 1 || echo 0)" "Tollgate $t µs vs nginx $n µs"
+        t=$(minus "$(res tollgate c1 p50_ms)" "$(res direct c1 p50_ms)")
+        n=$(minus "$(res nginx c1 p50_ms)" "$(res direct c1 p50_ms)")
+        check "p50 added, 1 conn" "$(ge "$n" "$t" && echo 1 || echo 0)" "Tollgate +$t ms vs nginx +$n ms"
         for label in "$CL" c1; do
             t=$(res tollgate "$label" p99_ms); n=$(res nginx "$label" p99_ms)
             check "p99, ${label#c} connection$([ "$label" = c1 ] || echo s)" \
