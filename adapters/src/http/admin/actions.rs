@@ -3,6 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use serde_json::{Value, json};
 use tollgate_domain::{
+    DomainError,
     resources::{api_keys, groups},
     service::{Identifier, Link, RelInput, ResourceRules, WriteInput},
 };
@@ -122,7 +123,8 @@ async fn edit_members(
         ));
     };
     let id = req.match_info().get("id").unwrap_or_default().to_owned();
-    let owner_row = state.service.get(&actor, rules, &id).await?;
+    // The group must exist and be visible before its members are read.
+    state.service.get(&actor, rules, &id).await?;
     let users: &'static dyn ResourceRules = &tollgate_domain::resources::users::Users;
     let current: Vec<Link> = state
         .service
@@ -150,17 +152,17 @@ async fn edit_members(
     }
     if add {
         for (index, identifier) in listed.iter().enumerate() {
-            if state
-                .service
-                .get(&actor, users, &identifier.id)
-                .await
-                .is_err()
-            {
-                return Err(ApiError::pointer(
-                    "RELATED_NOT_FOUND",
-                    format!("/data/{index}"),
-                    "no such user",
-                ));
+            // Only an absent user is RELATED_NOT_FOUND; a store failure keeps its own answer.
+            match state.service.get(&actor, users, &identifier.id).await {
+                Ok(_) => {}
+                Err(DomainError::NotFound) => {
+                    return Err(ApiError::pointer(
+                        "RELATED_NOT_FOUND",
+                        format!("/data/{index}"),
+                        "no such user",
+                    ));
+                }
+                Err(other) => return Err(other.into()),
             }
         }
     }
@@ -180,7 +182,6 @@ async fn edit_members(
         .update(&actor, rules, &id, input, &state.registry())
         .await
         .map_err(|e| ApiError::from(e).repoint_relationship())?;
-    let _ = owner_row;
     let rows = [written.row];
     let params = query::parse(
         "",

@@ -3,7 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use serde_json::{Value, json};
 use tollgate_domain::{
-    Actor, Row,
+    Actor, DomainError, Row,
     query::Page,
     resources,
     schema::RelSpec,
@@ -206,7 +206,13 @@ pub async fn get_related(
         .get("id")
         .and_then(Value::as_str)
     {
-        Some(id) => state.service.get(&actor, target, id).await.ok(),
+        // A related resource the actor cannot see reads as absent (`data: null`); any other
+        // failure, such as the database being down, is the answer itself.
+        Some(id) => match state.service.get(&actor, target, id).await {
+            Ok(row) => Some(row),
+            Err(DomainError::NotFound) => None,
+            Err(other) => return Err(other.into()),
+        },
         None => None,
     };
     let self_href = render::self_link(req.path(), req.query_string());
