@@ -144,7 +144,7 @@ function showErrors(form, err) {
 }
 async function picker(rel, target, current) {
   const doc = await api('GET', `/api/${TYPES[target].path}?page[size]=100`);
-  const shown = (r) => r.attributes.name || r.attributes.email || r.id;
+  const shown = (r) => r.attributes.email || r.attributes.name || r.id;
   return h('select', { id: `f-${rel}`, name: rel }, h('option', { value: '' }, '—'),
     doc.data.map((r) => h('option', { value: r.id, selected: r.id === current }, shown(r))));
 }

@@ -8,8 +8,9 @@
 //! for cookie clients ask for. Navigation is by URL fragment, so `/` is the only page.
 
 use actix_web::{
-    HttpResponse, web,
+    HttpResponse,
     http::header::{self, CacheControl, CacheDirective},
+    web,
 };
 
 /// Where the script and stylesheet are served (one prefix, away from `/api` and `/docs`).
@@ -48,7 +49,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (SCRIPT_PATH, || {
             respond("text/javascript; charset=utf-8", CONSOLE_JS)
         }),
-        (STYLE_PATH, || respond("text/css; charset=utf-8", CONSOLE_CSS)),
+        (STYLE_PATH, || {
+            respond("text/css; charset=utf-8", CONSOLE_CSS)
+        }),
     ];
     for (path, handler) in files {
         cfg.service(
