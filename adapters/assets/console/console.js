@@ -64,8 +64,11 @@ const TYPES = {
     fields: [['name', 'text'], ['description', 'textarea'], ['base_url', 'url'], ['timeout_ms', 'number'], ['health_check_path', 'text'], ['enabled', 'bool']] },
   groups: { path: 'groups', title: 'Groups', cols: ['name', 'description'], sort: ['name'], filters: {},
     fields: [['name', 'text'], ['description', 'textarea']] },
-  webhooks: { path: 'webhooks', title: 'Webhooks', cols: ['url', 'enabled'], sort: [], filters: {},
-    fields: [['url', 'url'], ['description', 'textarea'], ['enabled', 'bool']] },
+  webhooks: { path: 'webhooks', title: 'Webhooks', cols: ['name', 'url', 'events', 'enabled', 'consecutive_failures'], sort: ['name'],
+    filters: { enabled: ['', 'true', 'false'] },
+    fields: [['name', 'text'], ['url', 'url'], ['events', 'list'], ['description', 'textarea'], ['enabled', 'bool']] },
+  events: { path: 'events', title: 'Audit log', cols: ['type', 'resource_type', 'resource_id', 'auth_method', 'created_at'], sort: [],
+    filters: { resource_type: ['', 'users', 'plans', 'api_keys', 'routes', 'upstreams', 'groups', 'webhooks'] }, fields: [], readOnly: true, noSearch: true },
 };
 const byPath = Object.fromEntries(Object.entries(TYPES).map(([t, d]) => [d.path, t]));
 const label = (name) => name.replace(/_/g, ' ').replace(/^./, (c) => c.toUpperCase());
@@ -79,7 +82,7 @@ async function listView(type, params) {
     const next = { ...state, ...change };
     location.hash = `#/${def.path}?` + q(Object.fromEntries(Object.entries(next).map(([k, v]) => [k === 'number' ? 'page' : k, v])));
   };
-  const query = { 'page[number]': state.number, 'page[size]': 20, sort: state.sort, 'filter[q]': state.q };
+  const query = { 'page[number]': state.number, 'page[size]': 20, sort: state.sort, 'filter[q]': def.noSearch ? '' : state.q };
   for (const f of Object.keys(def.filters)) query[`filter[${f}]`] = state[f];
   if (!isAdmin() && type === 'api_keys') query['filter[user]'] = me.id;
   const main = page(def.title);
@@ -94,7 +97,8 @@ async function listView(type, params) {
       options.map((o) => h('option', { value: o, selected: o === state[f] }, o || 'any')));
     toolbar.append(h('div', {}, h('label', { for: `filter-${f}` }, label(f)), selects[f]));
   }
-  toolbar.append(h('button', { type: 'submit' }, 'Apply'), h('a', { class: 'button', href: `#/${def.path}/new` }, `New ${def.title.replace(/s$/, '').toLowerCase()}`));
+  toolbar.append(h('button', { type: 'submit' }, 'Apply'), def.readOnly ? null : h('a', { class: 'button', href: `#/${def.path}/new` }, `New ${def.title.replace(/s$/, '').toLowerCase()}`));
+  if (def.noSearch) toolbar.firstChild.remove();
   const head = h('tr', {}, def.cols.map((c) => {
     if (!def.sort.includes(c)) return h('th', { scope: 'col' }, label(c));
     const dir = state.sort === c ? 'ascending' : state.sort === `-${c}` ? 'descending' : 'none';
@@ -116,6 +120,7 @@ function input(name, kind, value) {
   if (Array.isArray(kind)) return h('select', { id, name }, kind.map((o) => h('option', { value: o, selected: o === value }, o)));
   if (kind === 'bool') return h('input', { id, name, type: 'checkbox', checked: !!value });
   if (kind === 'textarea') return h('textarea', { id, name }, value || '');
+  if (kind === 'list') return h('input', { id, name, type: 'text', value: (value || []).join(', '), 'aria-describedby': `${id}-hint` });
   const type = kind === 'datetime' ? 'datetime-local' : kind;
   return h('input', { id, name, type, value: value == null ? '' : kind === 'datetime' ? String(value).slice(0, 16) : value, autocomplete: kind === 'password' ? 'new-password' : null });
 }
@@ -123,6 +128,7 @@ function readValue(el, kind) {
   if (kind === 'bool') return el.checked;
   if (kind === 'number') return el.value === '' ? undefined : Number(el.value);
   if (kind === 'datetime') return el.value ? new Date(el.value).toISOString() : null;
+  if (kind === 'list') return el.value.split(',').map((x) => x.trim()).filter(Boolean);
   return el.value;
 }
 function showErrors(form, err) {
@@ -157,7 +163,7 @@ async function detailView(type, id) {
   if (!creating) {
     try { res = (await api('GET', `/api/${def.path}/${id}`)).data; } catch (e) { main.append(alertBox(e)); return; }
   }
-  const form = h('form', { novalidate: true }, h('div', { class: 'form-alert' }));
+  const form = h('form', { novalidate: true, hidden: def.readOnly }, h('div', { class: 'form-alert' }));
   const fields = def.fields.filter(([, , when]) => !(when === 'create' && !creating));
   for (const [name, kind] of fields) {
     if (!isAdmin() && type === 'api_keys' && name === 'kind') continue;
@@ -177,7 +183,7 @@ async function detailView(type, id) {
       const el = form.elements[name]; if (!el) continue;
       const v = readValue(el, kind);
       if (v === undefined || (name === 'password' && !v)) continue;
-      if (!creating && kind !== 'bool' && v === (res.attributes[name] ?? '')) continue;
+      if (!creating && kind !== 'bool' && JSON.stringify(v) === JSON.stringify(res.attributes[name] ?? (kind === 'list' ? [] : ''))) continue;
       attributes[name] = v;
     }
     const relationships = {};
@@ -214,7 +220,7 @@ async function detailView(type, id) {
     actions.append(h('button', { type: 'button', class: 'secondary', onclick: async () => { try { await api('POST', `/api/webhooks/${id}/test`); detailView(type, id); } catch (err) { main.append(alertBox(err)); } } }, 'Send test'),
       h('button', { type: 'button', class: 'secondary', onclick: async () => { try { const d = await api('POST', `/api/webhooks/${id}/rotate-secret`); if (d && d.data.meta) secretView(d.data); } catch (err) { main.append(alertBox(err)); } } }, 'Rotate secret'));
   }
-  if (isAdmin() || type === 'api_keys') {
+  if (!def.readOnly && (isAdmin() || type === 'api_keys')) {
     actions.append(h('button', { type: 'button', class: 'danger', onclick: async () => {
       if (!confirm(`Delete this ${def.title.replace(/s$/, '').toLowerCase()}? This cannot be undone.`)) return;
       try { await api('DELETE', `/api/${def.path}/${id}`); location.hash = `#/${def.path}`; } catch (err) { main.append(alertBox(err)); }
@@ -226,9 +232,10 @@ async function detailView(type, id) {
 async function deliveries(main, id) {
   try {
     const doc = await api('GET', `/api/webhooks/${id}/deliveries?page[size]=20`);
-    main.append(h('h2', {}, 'Deliveries'), h('div', { class: 'scroll' }, h('table', {}, h('thead', {}, h('tr', {}, ['Event', 'Status', 'Attempts', 'When', ''].map((c) => h('th', { scope: 'col' }, c)))),
-      h('tbody', {}, doc.data.map((d) => h('tr', {}, h('td', {}, show(d.attributes.event)), h('td', {}, show(d.attributes.status)), h('td', {}, show(d.attributes.attempts)), h('td', {}, show(d.attributes.created_at)),
-        h('td', {}, h('button', { type: 'button', class: 'secondary', onclick: async () => { await api('POST', `/api/webhook-deliveries/${d.id}/redeliver`); deliveries(main, id); } }, 'Redeliver'))))))));
+    const section = document.getElementById('deliveries') || main.appendChild(h('section', { id: 'deliveries', 'aria-labelledby': 'deliveries-h' }));
+    section.replaceChildren(h('h2', { id: 'deliveries-h' }, 'Deliveries'), h('div', { class: 'scroll' }, h('table', {}, h('thead', {}, h('tr', {}, ['Event', 'Attempt', 'Status code', 'Succeeded', 'When', 'Action'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, doc.data.length ? doc.data.map((d) => h('tr', {}, h('td', {}, show(d.attributes.event_type)), h('td', {}, show(d.attributes.attempt)), h('td', {}, show(d.attributes.status_code ?? d.attributes.error)), h('td', {}, show(d.attributes.succeeded)), h('td', {}, show(d.attributes.created_at)),
+        h('td', {}, h('button', { type: 'button', class: 'secondary', onclick: async () => { try { await api('POST', `/api/webhooks/${id}/deliveries/${d.id}/redeliver`); } catch (err) { section.append(alertBox(err)); return; } deliveries(main, id); } }, 'Redeliver')))) : h('tr', {}, h('td', { colspan: 6 }, 'No deliveries yet.'))))));
   } catch (e) { main.append(alertBox(e)); }
 }
 function secretView(res) {
