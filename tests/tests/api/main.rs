@@ -4,6 +4,7 @@ mod api_keys;
 mod auth;
 mod auth_hostile;
 mod authorization;
+mod console;
 mod consistency;
 mod groups;
 mod jsonapi;

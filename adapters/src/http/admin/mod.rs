@@ -3,6 +3,7 @@
 mod actions;
 mod auth;
 mod context;
+pub mod console;
 pub mod docs;
 pub mod openapi;
 mod relationships;
@@ -102,6 +103,7 @@ pub fn route_table() -> Vec<AdminRoute> {
 
 /// Registers `/health`, `/docs` (and its script), every `/api` path, and JSON:API 404s for the rest.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    console::configure(cfg);
     declare(&mut Routes::serving(cfg));
     cfg.default_service(web::to(not_found));
 }

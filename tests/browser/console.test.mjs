@@ -1,0 +1,246 @@
+// Browser tests of the admin console: the real `tollgate` binary on a fresh SQLite database,
+// a real upstream HTTP server, Debian's chromium driven by playwright-core, axe-core on each page.
+// Usage: node console.test.mjs [path/to/tollgate]  (default: target/debug/tollgate)
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../..');
+const binary = resolve(process.argv[2] || join(root, 'target/debug/tollgate'));
+const shots = join(root, 'wiki/console');
+const axeSource = readFileSync(join(here, 'node_modules/axe-core/axe.min.js'), 'utf8');
+const ADMIN = { email: 'admin@example.com', password: 'admin password 123' };
+const USER = { email: 'ada@example.com', password: 'ada password 1234' };
+
+const freePort = () => new Promise((ok, fail) => {
+  const s = net.createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => ok(port)); }).on('error', fail);
+});
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+let failures = 0;
+async function step(name, body) {
+  const t = Date.now();
+  try { await body(); console.log(`ok   ${name} (${Date.now() - t} ms)`); } catch (e) { failures++; console.log(`FAIL ${name}\n${e.stack}`); throw e; }
+}
+
+// ---- the gateway and an upstream ----
+const dir = mkdtempSync(join(tmpdir(), 'tollgate-browser-'));
+const env = { ...process.env, TOLLGATE_DATABASE_URL: `sqlite://${join(dir, 'db.sqlite')}?mode=rwc`, TOLLGATE_ACCESS_LOG: 'off', RUST_LOG: 'warn' };
+const created = spawnSync(binary, ['admin', 'create', '--email', ADMIN.email, '--name', 'Admin', '--password-stdin'], { env, input: `${ADMIN.password}\n`, encoding: 'utf8' });
+assert.equal(created.status, 0, `admin create failed: ${created.stderr}`);
+const [adminPort, proxyPort] = [await freePort(), await freePort()];
+const gateway = spawn(binary, ['serve', '--admin-addr', `127.0.0.1:${adminPort}`, '--proxy-addr', `127.0.0.1:${proxyPort}`], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+const ADMIN_URL = `http://127.0.0.1:${adminPort}`;
+const PROXY_URL = `http://127.0.0.1:${proxyPort}`;
+const upstream = createServer((req, res) => { res.setHeader('content-type', 'application/json'); res.end(JSON.stringify({ hello: 'from upstream', path: req.url })); });
+await new Promise((r) => upstream.listen(0, '127.0.0.1', r));
+const UPSTREAM_URL = `http://127.0.0.1:${upstream.address().port}`;
+for (let i = 0; ; i++) {
+  try { if ((await fetch(`${ADMIN_URL}/health`)).ok) break; } catch { /* not yet */ }
+  if (i > 100) throw new Error('tollgate did not start');
+  await sleep(100);
+}
+
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox'] });
+mkdirSync(shots, { recursive: true });
+
+async function axe(page, name) {
+  // Through the DevTools protocol, so the page's CSP (no inline script) stays in force.
+  if (!(await page.evaluate(() => !!window.axe))) await page.evaluate(axeSource);
+  const result = await page.evaluate(async () => await window.axe.run(document, { resultTypes: ['violations'] }));
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(bad.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`), [], `axe on ${name}`);
+}
+async function visit(page, hash, heading, shot) {
+  await page.goto(`${ADMIN_URL}/${hash}`);
+  await page.getByRole('heading', { level: 1, name: heading }).waitFor();
+  await axe(page, hash);
+  if (shot) await page.screenshot({ path: join(shots, `${shot}.png`), fullPage: true });
+}
+async function login(page, who) {
+  await page.goto(`${ADMIN_URL}/#/login`);
+  await page.getByLabel('Email').fill(who.email);
+  await page.getByLabel('Password').fill(who.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { level: 1, name: /Welcome/ }).waitFor();
+}
+async function choose(page, labelText, optionText) {
+  const select = page.getByLabel(labelText, { exact: true });
+  const value = await select.locator('option', { hasText: optionText }).first().getAttribute('value');
+  await select.selectOption(value);
+}
+const proxied = (key) => fetch(`${PROXY_URL}/hello/world`, { headers: { 'X-API-Key': key } });
+
+let exitCode = 0;
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: ADMIN_URL });
+  const page = await context.newPage();
+
+  await step('first load is interactive in under 1 s', async () => {
+    const t = Date.now();
+    await page.goto(`${ADMIN_URL}/`);
+    await page.getByRole('button', { name: 'Sign in' }).waitFor();
+    const ms = Date.now() - t;
+    console.log(`first load: ${ms} ms to an interactive sign-in form`);
+    assert.ok(ms < 1000, `${ms} ms`);
+    await axe(page, 'login');
+    await page.screenshot({ path: join(shots, 'login.png') });
+  });
+
+  await step('an admin logs in', () => login(page, ADMIN));
+
+  await step('create a plan', async () => {
+    await page.goto(`${ADMIN_URL}/#/plans/new`);
+    await page.getByLabel('Name', { exact: true }).fill('Starter');
+    await page.getByLabel('Rate limit per minute').fill('1000');
+    await page.getByRole('button', { name: 'Create' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Plan' }).waitFor();
+  });
+
+  await step('a validation error appears on its field', async () => {
+    await page.goto(`${ADMIN_URL}/#/users/new`);
+    await page.getByLabel('Email').fill('not-an-email');
+    await page.getByRole('button', { name: 'Create' }).click();
+    const error = page.locator('#err-email');
+    await error.waitFor();
+    assert.equal(await page.getByLabel('Email').getAttribute('aria-invalid'), 'true');
+    assert.equal(await page.getByLabel('Email').getAttribute('aria-describedby'), 'err-email');
+    await axe(page, 'user form with an error');
+    await page.screenshot({ path: join(shots, 'validation-error.png') });
+  });
+
+  await step('create a user on the plan', async () => {
+    await page.getByLabel('Email').fill(USER.email);
+    await page.getByLabel('Name', { exact: true }).fill('Ada');
+    await page.getByLabel('Password').fill(USER.password);
+    await choose(page, 'Plan', 'Starter');
+    await page.getByRole('button', { name: 'Create' }).click();
+    await page.getByRole('heading', { level: 1, name: 'User' }).waitFor();
+  });
+
+  await step('create an upstream', async () => {
+    await page.goto(`${ADMIN_URL}/#/upstreams/new`);
+    await page.getByLabel('Name', { exact: true }).fill('hello');
+    await page.getByLabel('Base url').fill(UPSTREAM_URL);
+    await page.getByRole('button', { name: 'Create' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Upstream' }).waitFor();
+  });
+
+  await step('create a route', async () => {
+    await page.goto(`${ADMIN_URL}/#/routes/new`);
+    await page.getByLabel('Name', { exact: true }).fill('hello-route');
+    await page.getByLabel('Path pattern').fill('/hello');
+    await choose(page, 'Upstream', 'hello');
+    await page.getByRole('button', { name: 'Create' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Route' }).waitFor();
+  });
+
+  let secret;
+  let keyUrl;
+  await step('create a key for the user: the secret is shown once', async () => {
+    await page.goto(`${ADMIN_URL}/#/api-keys/new`);
+    await page.getByLabel('Name', { exact: true }).fill('ada-live');
+    await choose(page, 'User', USER.email);
+    await page.getByRole('button', { name: 'Create' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Copy the secret now' }).waitFor();
+    secret = (await page.locator('#secret').textContent()).trim();
+    assert.match(secret, /^tg_live_[A-Za-z0-9]{40}$/);
+    await page.getByRole('button', { name: 'Copy' }).click();
+    await page.getByRole('status').filter({ hasText: 'Copied.' }).waitFor();
+    await axe(page, 'secret');
+    await page.screenshot({ path: join(shots, 'key-secret.png') });
+    await page.getByRole('link', { name: 'Done' }).click();
+    await page.getByRole('heading', { level: 1, name: 'API key' }).waitFor();
+    keyUrl = page.url();
+    await page.reload();
+    await page.getByRole('heading', { level: 1, name: 'API key' }).waitFor();
+    assert.equal(await page.getByText(secret).count(), 0, 'the secret is gone on reload');
+    assert.equal((await page.content()).includes(secret), false);
+  });
+
+  await step('a proxied request with the key shows in the usage chart', async () => {
+    let response;
+    for (let i = 0; i < 50; i++) { response = await proxied(secret); if (response.status === 200) break; await sleep(100); }
+    assert.equal(response.status, 200, await response.text());
+    let total = 0;
+    for (let i = 0; i < 60 && total < 1; i++) {
+      await page.goto(`${ADMIN_URL}/#/usage?period=1h`);
+      await page.reload();
+      await page.locator('[data-testid=usage-total]').waitFor();
+      total = Number(await page.locator('[data-testid=usage-total]').textContent());
+      if (total < 1) await sleep(250);
+    }
+    assert.ok(total >= 1, `the chart shows ${total} requests`);
+    await axe(page, 'usage');
+    await page.screenshot({ path: join(shots, 'usage.png'), fullPage: true });
+  });
+
+  await step('list pages: search, filters and sort; each page passes axe', async () => {
+    for (const [hash, heading, shot] of [['#/users', 'Users', 'users'], ['#/plans', 'Plans', 'plans'], ['#/api-keys', 'API keys', 'api-keys'], ['#/routes', 'Routes', 'routes'], ['#/upstreams', 'Upstreams', 'upstreams'], ['#/groups', 'Groups', null], ['#/webhooks', 'Webhooks', null]]) {
+      await visit(page, hash, heading, shot);
+    }
+    await page.goto(`${ADMIN_URL}/#/users`);
+    await page.getByLabel('Search').fill('ada');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await page.waitForURL(/q=ada/);
+    await page.getByRole('link', { name: USER.email }).waitFor();
+    assert.equal(await page.getByRole('link', { name: ADMIN.email }).count(), 0);
+    await page.getByRole('button', { name: /^Email/ }).click();
+    await page.waitForURL(/sort=email/);
+  });
+
+  await step('revoke: the proxy refuses the key', async () => {
+    await page.goto(keyUrl);
+    page.once('dialog', (d) => d.accept());
+    await page.getByRole('button', { name: 'Revoke' }).click();
+    await page.getByText('revoked', { exact: true }).first().waitFor();
+    let status;
+    for (let i = 0; i < 50; i++) { status = (await proxied(secret)).status; if (status === 401) break; await sleep(100); }
+    assert.equal(status, 401);
+  });
+
+  await step('logout ends the session', async () => {
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('button', { name: 'Sign in' }).waitFor();
+    const me = await page.evaluate(async () => (await fetch('/api/auth/me')).status);
+    assert.equal(me, 401);
+  });
+
+  await step('a user sees only their own keys and usage (phone width)', async () => {
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 } });
+    const p = await phone.newPage();
+    await login(p, USER);
+    // A key of the user's own, created through the console.
+    await p.goto(`${ADMIN_URL}/#/api-keys/new`);
+    await p.getByLabel('Name', { exact: true }).fill('ada-own');
+    await p.getByRole('button', { name: 'Create' }).click();
+    await p.getByRole('heading', { level: 1, name: 'Copy the secret now' }).waitFor();
+    await visit(p, '#/api-keys', 'API keys', 'user-keys-phone');
+    const names = await p.locator('tbody tr td:first-child').allTextContents();
+    assert.deepEqual(names.sort(), ['ada-live', 'ada-own']);
+    const nav = await p.getByRole('navigation', { name: 'Main' }).textContent();
+    assert.ok(!/Users|Plans|Routes|Upstreams/.test(nav), nav);
+    await visit(p, '#/usage?period=1h', 'My usage', 'user-usage-phone');
+    assert.ok(Number(await p.locator('[data-testid=usage-total]').textContent()) >= 1);
+    await visit(p, '#/profile', 'My profile', 'profile');
+    const users = await p.evaluate(async () => (await fetch('/api/users')).status);
+    assert.equal(users, 403);
+    await phone.close();
+  });
+} catch {
+  exitCode = 1;
+} finally {
+  await browser.close();
+  gateway.kill('SIGTERM');
+  upstream.close();
+  rmSync(dir, { recursive: true, force: true });
+}
+console.log(failures ? `${failures} browser test(s) failed` : 'browser tests passed');
+process.exit(exitCode || (failures ? 1 : 0));
