@@ -26,7 +26,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let failures = 0;
 async function step(name, body) {
   const t = Date.now();
-  try { await body(); console.log(`ok   ${name} (${Date.now() - t} ms)`); } catch (e) { failures++; console.log(`FAIL ${name}\n${e.stack}`); throw e; }
+  try { await body(); console.log(`ok   ${name} (${Date.now() - t} ms)`); } catch (e) { failures++; console.log(`FAIL ${name}\n${e.stack}`); try { console.log('PAGE:', (await globalThis.__page.locator('body').innerText()).slice(0, 1500)); } catch {} throw e; }
 }
 
 // ---- the gateway and an upstream ----
@@ -59,7 +59,7 @@ async function axe(page, name) {
 }
 async function visit(page, hash, heading, shot) {
   await page.goto(`${ADMIN_URL}/${hash}`);
-  await page.getByRole('heading', { level: 1, name: heading }).waitFor();
+  await page.getByRole('heading', { level: 1, name: heading, exact: true }).waitFor();
   await axe(page, hash);
   if (shot) await page.screenshot({ path: join(shots, `${shot}.png`), fullPage: true });
 }
@@ -81,7 +81,7 @@ let exitCode = 0;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: ADMIN_URL });
-  const page = await context.newPage();
+  const page = await context.newPage(); globalThis.__page = page;
 
   await step('first load is interactive in under 1 s', async () => {
     const t = Date.now();
@@ -101,7 +101,7 @@ try {
     await page.getByLabel('Name', { exact: true }).fill('Starter');
     await page.getByLabel('Rate limit per minute').fill('1000');
     await page.getByRole('button', { name: 'Create' }).click();
-    await page.getByRole('heading', { level: 1, name: 'Plan' }).waitFor();
+    await page.getByRole('heading', { level: 1, name: 'Plan', exact: true }).waitFor();
   });
 
   await step('a validation error appears on its field', async () => {
@@ -122,7 +122,7 @@ try {
     await page.getByLabel('Password').fill(USER.password);
     await choose(page, 'Plan', 'Starter');
     await page.getByRole('button', { name: 'Create' }).click();
-    await page.getByRole('heading', { level: 1, name: 'User' }).waitFor();
+    await page.getByRole('heading', { level: 1, name: 'User', exact: true }).waitFor();
   });
 
   await step('create an upstream', async () => {
@@ -130,7 +130,7 @@ try {
     await page.getByLabel('Name', { exact: true }).fill('hello');
     await page.getByLabel('Base url').fill(UPSTREAM_URL);
     await page.getByRole('button', { name: 'Create' }).click();
-    await page.getByRole('heading', { level: 1, name: 'Upstream' }).waitFor();
+    await page.getByRole('heading', { level: 1, name: 'Upstream', exact: true }).waitFor();
   });
 
   await step('create a route', async () => {
@@ -139,7 +139,7 @@ try {
     await page.getByLabel('Path pattern').fill('/hello');
     await choose(page, 'Upstream', 'hello');
     await page.getByRole('button', { name: 'Create' }).click();
-    await page.getByRole('heading', { level: 1, name: 'Route' }).waitFor();
+    await page.getByRole('heading', { level: 1, name: 'Route', exact: true }).waitFor();
   });
 
   let secret;
@@ -149,7 +149,7 @@ try {
     await page.getByLabel('Name', { exact: true }).fill('ada-live');
     await choose(page, 'User', USER.email);
     await page.getByRole('button', { name: 'Create' }).click();
-    await page.getByRole('heading', { level: 1, name: 'Copy the secret now' }).waitFor();
+    await page.getByRole('heading', { level: 1, name: 'Copy the secret now', exact: true }).waitFor();
     secret = (await page.locator('#secret').textContent()).trim();
     assert.match(secret, /^tg_live_[A-Za-z0-9]{40}$/);
     await page.getByRole('button', { name: 'Copy' }).click();
@@ -157,10 +157,10 @@ try {
     await axe(page, 'secret');
     await page.screenshot({ path: join(shots, 'key-secret.png') });
     await page.getByRole('link', { name: 'Done' }).click();
-    await page.getByRole('heading', { level: 1, name: 'API key' }).waitFor();
+    await page.getByRole('heading', { level: 1, name: 'API key', exact: true }).waitFor();
     keyUrl = page.url();
     await page.reload();
-    await page.getByRole('heading', { level: 1, name: 'API key' }).waitFor();
+    await page.getByRole('heading', { level: 1, name: 'API key', exact: true }).waitFor();
     assert.equal(await page.getByText(secret).count(), 0, 'the secret is gone on reload');
     assert.equal((await page.content()).includes(secret), false);
   });
@@ -221,7 +221,7 @@ try {
     await p.goto(`${ADMIN_URL}/#/api-keys/new`);
     await p.getByLabel('Name', { exact: true }).fill('ada-own');
     await p.getByRole('button', { name: 'Create' }).click();
-    await p.getByRole('heading', { level: 1, name: 'Copy the secret now' }).waitFor();
+    await p.getByRole('heading', { level: 1, name: 'Copy the secret now', exact: true }).waitFor();
     await visit(p, '#/api-keys', 'API keys', 'user-keys-phone');
     const names = await p.locator('tbody tr td:first-child').allTextContents();
     assert.deepEqual(names.sort(), ['ada-live', 'ada-own']);

@@ -118,7 +118,8 @@ async function listView(type, params) {
 function input(name, kind, value) {
   const id = `f-${name}`;
   if (Array.isArray(kind)) return h('select', { id, name }, kind.map((o) => h('option', { value: o, selected: o === value }, o)));
-  if (kind === 'bool') return h('input', { id, name, type: 'checkbox', checked: !!value });
+  // A new resource's switches start at the API's defaults (enabled, auth_required: on).
+  if (kind === 'bool') return h('input', { id, name, type: 'checkbox', checked: value === undefined ? ['enabled', 'auth_required'].includes(name) : !!value });
   if (kind === 'textarea') return h('textarea', { id, name }, value || '');
   if (kind === 'list') return h('input', { id, name, type: 'text', value: (value || []).join(', '), 'aria-describedby': `${id}-hint` });
   const type = kind === 'datetime' ? 'datetime-local' : kind;
@@ -182,7 +183,7 @@ async function detailView(type, id) {
     for (const [name, kind] of fields) {
       const el = form.elements[name]; if (!el) continue;
       const v = readValue(el, kind);
-      if (v === undefined || (name === 'password' && !v)) continue;
+      if (v === undefined || (name === 'password' && !v) || (creating && v === '')) continue;
       if (!creating && kind !== 'bool' && JSON.stringify(v) === JSON.stringify(res.attributes[name] ?? (kind === 'list' ? [] : ''))) continue;
       attributes[name] = v;
     }
@@ -267,7 +268,8 @@ async function usageView(params) {
       h('figcaption', {}, `Requests: `, h('strong', { 'data-testid': 'usage-total' }, String(total)), ` in ${period} (per ${doc.meta.interval})`));
     figure.querySelectorAll('.bar').forEach((b) => { b.style.height = `${b.dataset.height}%`; });
   } catch (e) {
-    if (e.status !== 404) { figure.append(alertBox(e)); return; }
+    // A gateway without the series endpoint answers 404 (or 400: the path is read as a usage record id): totals then.
+    if (e.status !== 404 && e.status !== 400) { figure.append(alertBox(e)); return; }
     try {
       const doc = await api('GET', `/api/usage/summary?filter[period]=${period === '30d' ? 'month' : period}${filter}`);
       const m = doc.meta || {};
