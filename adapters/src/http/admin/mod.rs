@@ -2,8 +2,8 @@
 
 mod actions;
 mod auth;
-mod context;
 pub mod console;
+mod context;
 pub mod docs;
 pub mod openapi;
 mod relationships;
