@@ -40,11 +40,14 @@ fn respond(content_type: &str, body: &'static str) -> HttpResponse {
         .body(body)
 }
 
+/// Makes one asset's answer.
+type Asset = fn() -> HttpResponse;
+
 /// Registers `/` and the console's two assets. They stay out of the admin route table on
 /// purpose: that table is the API the OpenAPI document describes, and these are not API.
 /// Other methods get the API's JSON:API 405.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let files: [(&str, fn() -> HttpResponse); 3] = [
+    let files: [(&str, Asset); 3] = [
         ("/", || respond("text/html; charset=utf-8", INDEX_HTML)),
         (SCRIPT_PATH, || {
             respond("text/javascript; charset=utf-8", CONSOLE_JS)
