@@ -28,7 +28,7 @@ const LAST_USED_EVERY_MS: i64 = 60_000;
 /// Runs until told to stop (or every sender is gone), then writes what is left.
 pub async fn run(
     gateway: Arc<Gateway>,
-    mut records: mpsc::Receiver<UsageRecord>,
+    mut records: mpsc::Receiver<Vec<UsageRecord>>,
     retention_days: u64,
 ) {
     let mut spool = Spool::default();
@@ -43,7 +43,7 @@ pub async fn run(
         };
         let open = loop {
             match records.try_recv() {
-                Ok(record) => spool.records.push_back(record),
+                Ok(batch) => spool.records.extend(batch),
                 Err(mpsc::error::TryRecvError::Empty) => break true,
                 Err(mpsc::error::TryRecvError::Disconnected) => break false,
             }

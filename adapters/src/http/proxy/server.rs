@@ -125,13 +125,15 @@ async fn serve(
     http.keep_alive(true)
         .header_read_timeout(Duration::from_secs(30))
         .timer(hyper_util::rt::TokioTimer::new());
-    // Access-log lines wait in this worker's buffer until it is full or the next tick.
+    // Access-log lines and usage records wait in this worker's buffers until they are full or
+    // the next tick.
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (stream, peer) = tokio::select! {
             _ = tick.tick() => {
                 gateway.access_log.flush_local();
+                gateway.flush_metering();
                 continue;
             }
             accepted = listener.accept() => match accepted {
@@ -167,4 +169,5 @@ async fn serve(
         tracing::warn!("proxy requests still in flight after the shutdown grace period");
     }
     gateway.access_log.flush_local();
+    gateway.flush_metering();
 }
