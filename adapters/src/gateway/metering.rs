@@ -1,6 +1,7 @@
 //! The usage writer: drains the metering channel once a second and writes what it found as
-//! one batch, so requests never wait for the database. Also keeps `api_keys.last_used_at` (at
-//! most once a minute per key) and prunes records past retention.
+//! one batch (its rollups, quota counts and the records the request log keeps, in one
+//! transaction), so requests never wait for the database. Also keeps `api_keys.last_used_at`
+//! (at most once a minute per key) and prunes log records and rollups past retention.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -12,7 +13,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tollgate_domain::{
     Row, Timestamp,
-    proxy::usage::{UsageRecord, prune},
+    proxy::usage::{Retention, UsageRecord},
     query::{CmpOp, Cond},
 };
 
@@ -29,7 +30,7 @@ const LAST_USED_EVERY_MS: i64 = 60_000;
 pub async fn run(
     gateway: Arc<Gateway>,
     mut records: mpsc::Receiver<UsageRecord>,
-    retention_days: u64,
+    retention: Retention,
 ) {
     let mut spool = Spool::default();
     let mut last_used: HashMap<String, i64> = HashMap::new();
@@ -55,9 +56,13 @@ pub async fn run(
         if now.millis() - last_prune > 3_600_000 {
             last_prune = now.millis();
             gateway.forget_old_periods(now);
-            let cutoff = now.plus_seconds(-(retention_days as i64) * 86_400);
-            if let Err(e) = prune(gateway.store.as_ref(), cutoff).await {
-                tracing::warn!(error = %e, "cannot prune usage records");
+            match gateway.usage_log.prune(now, &retention).await {
+                Ok(pruned) => tracing::debug!(
+                    records = pruned.records,
+                    rollups = pruned.rollups,
+                    "usage data past retention pruned"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot prune usage data"),
             }
         }
         if stopping || !open {
