@@ -321,7 +321,17 @@ impl Application {
         let metering = tokio::spawn(gateway::metering::run(
             gateway.clone(),
             usage_records,
-            retention,
+            gateway::metering::MeteringOptions {
+                retention,
+                lines: match &config.usage_log_file {
+                    Some(target) if !target.is_empty() => Some(
+                        gateway::usage_lines::UsageLines::open(target).with_context(|| {
+                            format!("cannot open TOLLGATE_USAGE_LOG_FILE {target}")
+                        })?,
+                    ),
+                    _ => None,
+                },
+            },
         ));
         let metrics = crate::ops::metrics_handle();
         let mut background = vec![

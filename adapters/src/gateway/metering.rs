@@ -26,12 +26,21 @@ use super::Gateway;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const LAST_USED_EVERY_MS: i64 = 60_000;
 
+/// What the writer does besides storing batches.
+#[derive(Clone, Default)]
+pub struct MeteringOptions {
+    pub retention: Retention,
+    /// Every stored record also as a JSON line (`TOLLGATE_USAGE_LOG_FILE`).
+    pub lines: Option<super::usage_lines::UsageLines>,
+}
+
 /// Runs until told to stop (or every sender is gone), then writes what is left.
 pub async fn run(
     gateway: Arc<Gateway>,
     mut records: mpsc::Receiver<UsageRecord>,
-    retention: Retention,
+    options: MeteringOptions,
 ) {
+    let retention = options.retention;
     let mut spool = Spool::default();
     let mut last_used: HashMap<String, i64> = HashMap::new();
     let mut last_prune = 0_i64;
@@ -50,7 +59,7 @@ pub async fn run(
             }
         };
         if !spool.records.is_empty() {
-            flush(&gateway, &mut spool, &mut last_used).await;
+            flush(&gateway, &mut spool, &mut last_used, options.lines.as_ref()).await;
         }
         let now = gateway.now();
         if now.millis() - last_prune > 3_600_000 {
@@ -94,7 +103,12 @@ fn lose(gateway: &Gateway, lost: usize) {
     metrics::counter!("tollgate_usage_dropped_total").increment(lost as u64);
 }
 
-async fn flush(gateway: &Gateway, spool: &mut Spool, last_used: &mut HashMap<String, i64>) {
+async fn flush(
+    gateway: &Gateway,
+    spool: &mut Spool,
+    last_used: &mut HashMap<String, i64>,
+    lines: Option<&super::usage_lines::UsageLines>,
+) {
     use std::sync::atomic::Ordering::SeqCst;
     let records = spool.records.make_contiguous();
     // Chunks commit on their own: what failed is retried next tick from the first unstored
@@ -107,6 +121,9 @@ async fn flush(gateway: &Gateway, spool: &mut Spool, last_used: &mut HashMap<Str
         Err(e) => e.written.min(records.len()),
     };
     gateway.note_written(&records[..stored]);
+    if let Some(lines) = lines {
+        lines.send(&records[..stored]);
+    }
     gateway.write_generation.fetch_add(1, SeqCst);
     let now = gateway.now();
     let mut due: Vec<(String, i64)> = Vec::new();

@@ -8,6 +8,7 @@ pub mod limiter;
 pub mod metering;
 pub mod reload;
 pub mod upstream;
+pub mod usage_lines;
 
 use std::{
     net::IpAddr,

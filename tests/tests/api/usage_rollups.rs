@@ -456,6 +456,19 @@ async fn summary_series_and_export_equal_the_rollups() {
         )
         .await;
     assert_eq!(csv.status, 200);
+    // The CLI (`tollgate usage export`) prints the same text.
+    let lines = tollgate_domain::proxy::usage_report::export(
+        &store,
+        &tollgate_domain::Actor::system(),
+        &month,
+    )
+    .await
+    .unwrap();
+    let printed = tollgate_adapters::http::admin::usage::export_csv(&lines);
+    assert_eq!(csv.body.as_str(), Some(printed.as_str()));
+    assert!(printed.starts_with(
+        "month,subject_type,subject_id,api_key_id,user_id,group_id,requests,counted,overage,errors,request_bytes,response_bytes\n"
+    ));
     let bad = app.get("/api/usage/export?filter[month]=2026-13").await;
     bad.expect_error(400, "INVALID_FILTER", None);
     assert_eq!(bad.parameter(), "filter[month]");
@@ -541,4 +554,55 @@ async fn retention_drops_old_rows_and_partitions() {
             "the partition of 10 days ago is gone"
         );
     }
+}
+
+/// `TOLLGATE_USAGE_LOG_FILE`: one JSON line per request, with the request log's columns, even
+/// when the database log keeps none of them.
+#[tokio::test]
+async fn every_request_is_a_json_line_for_shippers() {
+    let file =
+        std::env::temp_dir().join(format!("tollgate-lines-{}.jsonl", ulid::Ulid::generate()));
+    let path = file.to_string_lossy().into_owned();
+    let app = tollgate_tests::spawn_app_with(|c| {
+        c.usage_log_file = Some(path.clone());
+        c.usage_log_sample = "off".into();
+    })
+    .await;
+    let upstream = Upstream::start().await;
+    let (user, key) = quota_site(&app, &upstream).await;
+    let started = Instant::now();
+    while used(&app.client, &app.proxy, &key).await.is_none() {
+        assert!(started.elapsed() < Duration::from_secs(3), "route not live");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..4 {
+        used(&app.client, &app.proxy, &key).await.expect("admitted");
+    }
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        let mine: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["user_id"] == user.as_str())
+            .collect();
+        if mine.len() == 5 {
+            assert!(
+                mine.iter()
+                    .all(|l| l["status_code"] == 200 && l["counted"] == true)
+            );
+            assert!(mine[0]["id"].as_str().unwrap().starts_with("use_"));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{} lines: {text}",
+            mine.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::remove_file(&file).ok();
 }
