@@ -63,6 +63,31 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Usage data for billing.
+    Usage {
+        #[command(subcommand)]
+        command: UsageCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsageCommand {
+    /// Print a month's billing export (per key, user and group: requests, requests counted
+    /// toward the quota, overage, errors, bytes), the same content as
+    /// `GET /api/usage/export`. Columns: wiki/usage.md.
+    Export {
+        /// The month, YYYY-MM (UTC), e.g. 2026-11.
+        #[arg(long, value_name = "YYYY-MM")]
+        month: String,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +207,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Err(DomainError::NotFound) => bail!("no API key with the id {key_id}"),
                 Err(other) => Err(explain(other)),
             }
+        }
+        Command::Usage {
+            command: UsageCommand::Export { month, format },
+        } => {
+            let store = startup::open_store(&config).await?;
+            let lines =
+                tollgate_domain::proxy::usage_report::export(&store, &Actor::system(), &month)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot export {month}: {e}"))?;
+            use tollgate_adapters::http::admin::usage::{export_csv, export_json};
+            match format {
+                ExportFormat::Csv => print!("{}", export_csv(&lines)),
+                ExportFormat::Json => println!("{}", export_json(&month, &lines)),
+            }
+            Ok(())
         }
         Command::Serve { .. } => Application::build(config).await?.run_until_stopped().await,
         Command::Migrate => {

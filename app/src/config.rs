@@ -98,8 +98,20 @@ pub struct Config {
     /// Password hashes (login, password changes) computed at once; 0 = two per core. Up to
     /// three times as many more wait; beyond that requests get 503.
     pub max_concurrent_hashes: usize,
-    /// Usage records older than this are deleted.
+    /// Days the request log (`usage_records`) keeps its records; rollups keep the counts.
     pub usage_retention_days: u64,
+    /// The request log's retention as `7d`, `36h` or days (`TOLLGATE_USAGE_LOG_RETENTION`);
+    /// when set it wins over `usage_retention_days`.
+    pub usage_log_retention: Option<String>,
+    /// What the request log keeps: `off`, or the share of 2xx answers (`0.01`, `1%`; default
+    /// 1). Refusals and errors are always kept; rollups count every request either way.
+    pub usage_log_sample: String,
+    /// Days minute rollups are kept (1-minute series, 1 h / 24 h summaries).
+    pub usage_rollup_minute_days: u64,
+    /// Days hour rollups are kept (longer periods, the billing export).
+    pub usage_rollup_hour_days: u64,
+    /// One JSON line per proxied request to this file, or `stdout`, for log shippers.
+    pub usage_log_file: Option<String>,
     /// Seconds between active health checks of upstreams with a `health_check_path`.
     pub health_check_interval_seconds: u64,
 }
@@ -114,6 +126,60 @@ impl Config {
             &self.access_log
         };
         AccessLogFormat::parse(chosen).unwrap_or_default()
+    }
+}
+
+/// `7d`, `36h` or a number of days → hours.
+fn retention_hours(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, per) = match text.strip_suffix('h') {
+        Some(hours) => (hours, 1),
+        None => (text.strip_suffix('d').unwrap_or(text), 24),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .map(|n| n * per)
+}
+
+impl Config {
+    /// The usage retention and the request log's policy, or the problem with them.
+    pub fn usage_retention(
+        &self,
+    ) -> Result<
+        (
+            tollgate_domain::proxy::usage::Retention,
+            tollgate_domain::proxy::rollups::LogPolicy,
+        ),
+        String,
+    > {
+        let log_hours = match &self.usage_log_retention {
+            Some(text) => retention_hours(text).ok_or_else(|| {
+                format!("usage_log_retention: {text:?} is not a duration like 7d or 36h")
+            })?,
+            None => self.usage_retention_days.max(1) * 24,
+        };
+        let policy = tollgate_domain::proxy::rollups::LogPolicy::parse(&self.usage_log_sample)
+            .ok_or_else(|| {
+                format!(
+                    "usage_log_sample: {:?} is neither off nor a rate from 0 to 1 (0.01, 1%)",
+                    self.usage_log_sample
+                )
+            })?;
+        if self.usage_rollup_minute_days == 0 || self.usage_rollup_hour_days == 0 {
+            return Err(
+                "usage_rollup_minute_days and usage_rollup_hour_days must be at least 1".into(),
+            );
+        }
+        Ok((
+            tollgate_domain::proxy::usage::Retention {
+                log_days: log_hours.div_ceil(24),
+                minute_days: self.usage_rollup_minute_days,
+                hour_days: self.usage_rollup_hour_days,
+            },
+            policy,
+        ))
     }
 }
 
@@ -152,7 +218,12 @@ impl Default for Config {
             proxy_max_body_bytes: 10 * 1024 * 1024,
             trusted_proxies: String::new(),
             max_concurrent_hashes: 0,
-            usage_retention_days: 90,
+            usage_retention_days: 7,
+            usage_log_retention: None,
+            usage_log_sample: "1".into(),
+            usage_rollup_minute_days: 14,
+            usage_rollup_hour_days: 396,
+            usage_log_file: None,
             health_check_interval_seconds: 30,
         }
     }
@@ -312,10 +383,10 @@ impl Config {
             ));
         }
         if self.usage_retention_days == 0 {
-            problems.push(
-                "usage_retention_days must be at least 1 (quotas are counted from the usage log)"
-                    .into(),
-            );
+            problems.push("usage_retention_days must be at least 1".into());
+        }
+        if let Err(problem) = self.usage_retention() {
+            problems.push(problem);
         }
         if let Err(problem) =
             tollgate_domain::delivery::parse_schedule(&self.webhook_retry_schedule)

@@ -287,15 +287,22 @@ impl Application {
             DbSessionStore::new(service.ports().store.clone(), service.ports().clock.clone());
         let cookie_secure = config.cookie_secure;
         bootstrap_from_env(&service, &config).await?;
-        if config.usage_retention_days == 0 {
-            anyhow::bail!(
-                "TOLLGATE_USAGE_RETENTION_DAYS must be at least 1 (quotas are counted from the usage log)"
-            );
-        }
         let ports = service.ports().clone();
+        let (retention, log_policy) = config.usage_retention().map_err(anyhow::Error::msg)?;
+        tollgate_adapters::persistence::ensure_usage_partitions(
+            usage_writer.connection(),
+            ports.clock.now(),
+        )
+        .await
+        .context("cannot prepare the request log's partitions")?;
+        let usage_log = Arc::new(tollgate_adapters::persistence::UsageStore::new(
+            usage_writer,
+            usage_stats.clone(),
+            log_policy,
+        ));
         let (gateway, usage_records) = Gateway::new(
             ports.store.clone(),
-            Arc::new(usage_writer),
+            usage_log.clone(),
             ports.vault.clone(),
             ports.clock.clone(),
             ports.ids.clone(),
@@ -314,7 +321,17 @@ impl Application {
         let metering = tokio::spawn(gateway::metering::run(
             gateway.clone(),
             usage_records,
-            config.usage_retention_days,
+            gateway::metering::MeteringOptions {
+                retention,
+                lines: match &config.usage_log_file {
+                    Some(target) if !target.is_empty() => Some(
+                        gateway::usage_lines::UsageLines::open(target).with_context(|| {
+                            format!("cannot open TOLLGATE_USAGE_LOG_FILE {target}")
+                        })?,
+                    ),
+                    _ => None,
+                },
+            },
         ));
         let metrics = crate::ops::metrics_handle();
         let mut background = vec![
@@ -363,7 +380,7 @@ impl Application {
                 .map(str::to_owned)
                 .collect(),
             secure: cookie_secure,
-            usage: Arc::new(usage_stats),
+            usage: usage_log,
         });
         let admin = HttpServer::new(move || {
             let session = SessionMiddleware::builder(sessions.clone(), session_key.clone())

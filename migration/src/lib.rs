@@ -15,6 +15,8 @@ mod m0004_webhook_deliveries;
 mod m0005_usage_group_index;
 mod m0006_usage_key_index;
 mod m0007_config_version;
+mod m0008_usage_rollups;
+mod m0009_usage_log_partitions;
 
 pub struct Migrator;
 
@@ -29,6 +31,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_usage_group_index::Migration),
             Box::new(m0006_usage_key_index::Migration),
             Box::new(m0007_config_version::Migration),
+            Box::new(m0008_usage_rollups::Migration),
+            Box::new(m0009_usage_log_partitions::Migration),
         ]
     }
 }

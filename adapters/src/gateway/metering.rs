@@ -1,6 +1,7 @@
 //! The usage writer: drains the metering channel once a second and writes what it found as
-//! one batch, so requests never wait for the database. Also keeps `api_keys.last_used_at` (at
-//! most once a minute per key) and prunes records past retention.
+//! one batch (its rollups, quota counts and the records the request log keeps, in one
+//! transaction), so requests never wait for the database. Also keeps `api_keys.last_used_at`
+//! (at most once a minute per key) and prunes log records and rollups past retention.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -12,7 +13,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tollgate_domain::{
     Row, Timestamp,
-    proxy::usage::{UsageRecord, prune},
+    proxy::usage::{Retention, UsageRecord},
     query::{CmpOp, Cond},
 };
 
@@ -25,12 +26,21 @@ use super::Gateway;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const LAST_USED_EVERY_MS: i64 = 60_000;
 
+/// What the writer does besides storing batches.
+#[derive(Clone, Default)]
+pub struct MeteringOptions {
+    pub retention: Retention,
+    /// Every stored record also as a JSON line (`TOLLGATE_USAGE_LOG_FILE`).
+    pub lines: Option<super::usage_lines::UsageLines>,
+}
+
 /// Runs until told to stop (or every sender is gone), then writes what is left.
 pub async fn run(
     gateway: Arc<Gateway>,
     mut records: mpsc::Receiver<Vec<UsageRecord>>,
-    retention_days: u64,
+    options: MeteringOptions,
 ) {
+    let retention = options.retention;
     let mut spool = Spool::default();
     let mut last_used: HashMap<String, i64> = HashMap::new();
     let mut last_prune = 0_i64;
@@ -49,15 +59,19 @@ pub async fn run(
             }
         };
         if !spool.records.is_empty() {
-            flush(&gateway, &mut spool, &mut last_used).await;
+            flush(&gateway, &mut spool, &mut last_used, options.lines.as_ref()).await;
         }
         let now = gateway.now();
         if now.millis() - last_prune > 3_600_000 {
             last_prune = now.millis();
             gateway.forget_old_periods(now);
-            let cutoff = now.plus_seconds(-(retention_days as i64) * 86_400);
-            if let Err(e) = prune(gateway.store.as_ref(), cutoff).await {
-                tracing::warn!(error = %e, "cannot prune usage records");
+            match gateway.usage_log.prune(now, &retention).await {
+                Ok(pruned) => tracing::debug!(
+                    records = pruned.records,
+                    rollups = pruned.rollups,
+                    "usage data past retention pruned"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot prune usage data"),
             }
         }
         if stopping || !open {
@@ -89,7 +103,12 @@ fn lose(gateway: &Gateway, lost: usize) {
     metrics::counter!("tollgate_usage_dropped_total").increment(lost as u64);
 }
 
-async fn flush(gateway: &Gateway, spool: &mut Spool, last_used: &mut HashMap<String, i64>) {
+async fn flush(
+    gateway: &Gateway,
+    spool: &mut Spool,
+    last_used: &mut HashMap<String, i64>,
+    lines: Option<&super::usage_lines::UsageLines>,
+) {
     use std::sync::atomic::Ordering::SeqCst;
     let records = spool.records.make_contiguous();
     // Chunks commit on their own: what failed is retried next tick from the first unstored
@@ -102,6 +121,9 @@ async fn flush(gateway: &Gateway, spool: &mut Spool, last_used: &mut HashMap<Str
         Err(e) => e.written.min(records.len()),
     };
     gateway.note_written(&records[..stored]);
+    if let Some(lines) = lines {
+        lines.send(&records[..stored]);
+    }
     gateway.write_generation.fetch_add(1, SeqCst);
     let now = gateway.now();
     let mut due: Vec<(String, i64)> = Vec::new();

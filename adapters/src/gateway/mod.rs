@@ -8,6 +8,7 @@ pub mod limiter;
 pub mod metering;
 pub mod reload;
 pub mod upstream;
+pub mod usage_lines;
 
 use std::{
     net::IpAddr,
@@ -245,7 +246,12 @@ impl Gateway {
             .get_or_init(|| async {
                 // A database that cannot answer must not turn traffic into 500s: the node
                 // counts from 0 and the reconciler adds the log's count when it answers.
-                let read = counted_since(self.store.as_ref(), &caller.quota_subject, period.start);
+                let read = counted_since(
+                    self.usage_log.as_ref(),
+                    &caller.quota_subject,
+                    period.start,
+                    now,
+                );
                 match tokio::time::timeout(SEED_TIMEOUT, read).await {
                     Ok(Ok(used)) => {
                         counter.used.fetch_add(used, Ordering::SeqCst);
@@ -403,8 +409,12 @@ impl Gateway {
             let generation = self.write_generation.load(Ordering::SeqCst);
             if generation.is_multiple_of(2) {
                 let unwritten = counter.unwritten();
-                let read =
-                    counted_since(self.store.as_ref(), subject, Timestamp::from_millis(start));
+                let read = counted_since(
+                    self.usage_log.as_ref(),
+                    subject,
+                    Timestamp::from_millis(start),
+                    self.now(),
+                );
                 let logged = tokio::time::timeout(SEED_TIMEOUT, read).await.ok()?.ok()?;
                 if self.write_generation.load(Ordering::SeqCst) == generation {
                     return Some(logged + unwritten);

@@ -1,10 +1,14 @@
 //! The sea-orm adapter for [`Store`]: SQLite (embedded default) or PostgreSQL, chosen by URL.
 
 mod condition;
+mod partitions;
 mod session;
 pub mod session_store;
 pub(crate) mod tables;
 mod usage_log;
+
+pub use partitions::ensure_ahead as ensure_usage_partitions;
+pub use usage_log::UsageStore;
 
 use std::{sync::Arc, time::Duration};
 

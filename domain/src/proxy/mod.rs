@@ -6,5 +6,7 @@ pub mod config;
 pub mod limits;
 pub mod path;
 pub mod policy;
+pub mod rollups;
 pub mod routing;
 pub mod usage;
+pub mod usage_report;

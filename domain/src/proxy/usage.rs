@@ -51,67 +51,139 @@ pub struct UsageRecord {
     pub group_id: Option<String>,
 }
 
+/// One column value of a record, as the adapters store it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Field<'a> {
+    Text(&'a str),
+    OptText(Option<&'a str>),
+    Int(i64),
+    OptInt(Option<i64>),
+    Bool(bool),
+}
+
+/// The request log's columns: the one list the SQL writer, the row form and the JSON-lines
+/// log are built from (in [`UsageRecord::fields`] order).
+pub const RECORD_COLUMNS: [&str; 21] = [
+    "id",
+    "request_id",
+    "created_at",
+    "updated_at",
+    "method",
+    "host",
+    "path",
+    "status_code",
+    "error_code",
+    "duration_ms",
+    "upstream_duration_ms",
+    "request_bytes",
+    "response_bytes",
+    "client_ip",
+    "user_agent",
+    "counted",
+    "overage",
+    "route_id",
+    "api_key_id",
+    "user_id",
+    "group_id",
+];
+
 impl UsageRecord {
+    /// The values in [`RECORD_COLUMNS`] order (`updated_at` is `created_at`: records never change).
+    pub fn fields(&self) -> [Field<'_>; 21] {
+        let int = |v: u64| Field::Int(v.min(i64::MAX as u64) as i64);
+        [
+            Field::Text(&self.id),
+            Field::Text(&self.request_id),
+            Field::Int(self.created_at),
+            Field::Int(self.created_at),
+            Field::Text(&self.method),
+            Field::Text(&self.host),
+            Field::Text(&self.path),
+            int(u64::from(self.status_code)),
+            Field::OptText(self.error_code),
+            int(self.duration_ms),
+            Field::OptInt(
+                self.upstream_duration_ms
+                    .map(|v| v.min(i64::MAX as u64) as i64),
+            ),
+            int(self.request_bytes),
+            int(self.response_bytes),
+            Field::Text(&self.client_ip),
+            Field::Text(&self.user_agent),
+            Field::Bool(self.counted),
+            Field::Bool(self.overage),
+            Field::OptText(self.route_id.as_deref()),
+            Field::OptText(self.api_key_id.as_deref()),
+            Field::OptText(self.user_id.as_deref()),
+            Field::OptText(self.group_id.as_deref()),
+        ]
+    }
+
     pub fn to_row(&self) -> Row {
-        let json = json!({
-            "id": self.id,
-            "request_id": self.request_id,
-            "created_at": self.created_at,
-            "updated_at": self.created_at,
-            "method": self.method,
-            "host": self.host,
-            "path": self.path,
-            "status_code": self.status_code,
-            "error_code": self.error_code,
-            "duration_ms": self.duration_ms,
-            "upstream_duration_ms": self.upstream_duration_ms,
-            "request_bytes": self.request_bytes,
-            "response_bytes": self.response_bytes,
-            "client_ip": self.client_ip,
-            "user_agent": self.user_agent,
-            "counted": self.counted,
-            "overage": self.overage,
-            "route_id": self.route_id,
-            "api_key_id": self.api_key_id,
-            "user_id": self.user_id,
-            "group_id": self.group_id,
-        });
-        match json {
-            serde_json::Value::Object(row) => row,
-            _ => Row::new(),
+        let mut row = Row::new();
+        for (column, field) in RECORD_COLUMNS.iter().zip(self.fields()) {
+            let value = match field {
+                Field::Text(text) => json!(text),
+                Field::OptText(text) => json!(text),
+                Field::Int(n) => json!(n),
+                Field::OptInt(n) => json!(n),
+                Field::Bool(b) => json!(b),
+            };
+            row.insert((*column).to_owned(), value);
+        }
+        row
+    }
+}
+
+/// How far back the quota count also reads the request log: records written without their
+/// rollups (by a node of an earlier version during a rolling upgrade, or by hand) still count
+/// while they are this recent. Rollups and log records of this version are written in one
+/// transaction, so for them the log never holds more than the rollups.
+pub const LOG_OVERLAP_MS: i64 = 120_000;
+
+/// Requests counted against `subject` (a user, or a group for group keys) in the quota period
+/// starting at `period_start`: the period's rollup count, plus what the recent request log
+/// holds beyond the recent rollups (see [`LOG_OVERLAP_MS`]). One row and two small range
+/// reads, whatever the history.
+pub async fn counted_since(
+    log: &dyn UsageLog,
+    subject: &str,
+    period_start: Timestamp,
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    let recent = super::rollups::Span::Minute
+        .floor(now.millis() - LOG_OVERLAP_MS)
+        .max(period_start.millis());
+    log.quota_used(subject, period_start, Timestamp::from_millis(recent))
+        .await
+}
+
+/// How long each kind of usage data is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// The request log (`usage_records`), in days.
+    pub log_days: u64,
+    /// Minute rollups (the 1-minute series, rolling 1 h / 24 h summaries).
+    pub minute_days: u64,
+    /// Hour rollups (everything else, and the billing export).
+    pub hour_days: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            log_days: 7,
+            minute_days: 14,
+            hour_days: 396,
         }
     }
 }
 
-/// Requests already counted against `subject` (a user, or a group for group keys) since `from`.
-pub async fn counted_since(
-    store: &dyn Store,
-    subject: &str,
-    from: Timestamp,
-) -> Result<u64, StoreError> {
-    let owner = if subject.starts_with("grp_") {
-        Cond::eq("group_id", subject)
-    } else {
-        Cond::eq("user_id", subject).and(Cond::is_null("group_id"))
-    };
-    let cond =
-        owner
-            .and(Cond::eq("counted", true))
-            .and(Cond::cmp("created_at", CmpOp::Ge, from.millis()));
-    store.read().await?.count("usage_records", &cond).await
-}
-
-/// Deletes records older than the retention window; returns how many.
-pub async fn prune(store: &dyn Store, before: Timestamp) -> Result<u64, StoreError> {
-    let mut tx = store.begin().await?;
-    let removed = tx
-        .delete_where(
-            "usage_records",
-            &Cond::cmp("created_at", CmpOp::Lt, before.millis()),
-        )
-        .await?;
-    tx.commit().await?;
-    Ok(removed)
+/// What a pruning pass removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub records: u64,
+    pub rollups: u64,
 }
 
 /// Aggregates of usage records (`GET /api/usage/summary`).
@@ -153,33 +225,59 @@ pub trait UsageLog: Send + Sync + 'static {
     /// stored, so a retry neither loses nor duplicates any.
     async fn append(&self, records: &[UsageRecord]) -> Result<(), AppendError>;
 
-    /// Totals over `cond`, and with `group_by` (a column) the 100 largest groups by requests.
-    async fn summarize(
+    /// The quota count of [`counted_since`]: the subject's count for the period starting at
+    /// `period_start`, plus the log's counted records since `recent` beyond the minute
+    /// rollups' count since then.
+    async fn quota_used(
         &self,
+        subject: &str,
+        period_start: Timestamp,
+        recent: Timestamp,
+    ) -> Result<u64, StoreError>;
+
+    /// Rollup totals of `span` rows with `from <= bucket < to` matching `cond` (a condition
+    /// on `api_key_id`, `user_id`, `group_id`, `route_id`, `status_class`, absent ones being
+    /// ''), and with `group_by` the `limit` largest groups by requests.
+    async fn rollup_totals(
+        &self,
+        span: super::rollups::Span,
+        range: (Timestamp, Timestamp),
         cond: &Cond,
         group_by: Option<&'static str>,
+        limit: u64,
     ) -> Result<(UsageTotals, Vec<UsageGroup>), StoreError>;
+
+    /// Per `interval_ms` bucket (aligned to the epoch): totals of the rows as in
+    /// [`UsageLog::rollup_totals`], with `group_by` per group too. Only non-empty buckets.
+    async fn rollup_series(
+        &self,
+        span: super::rollups::Span,
+        range: (Timestamp, Timestamp),
+        cond: &Cond,
+        interval_ms: i64,
+        group_by: Option<&'static str>,
+    ) -> Result<Vec<SeriesRow>, StoreError>;
+
+    /// Hour-rollup totals with `from <= bucket < to` per (api key, user, group), ordered by
+    /// group, user and key (the billing export); None for absent relationships.
+    async fn rollup_export(
+        &self,
+        range: (Timestamp, Timestamp),
+    ) -> Result<Vec<ExportRow>, StoreError>;
+
+    /// Deletes log records and rollups past their retention.
+    async fn prune(&self, now: Timestamp, retention: &Retention) -> Result<Pruned, StoreError>;
 }
 
-/// `filter[period]`: `1h`, `24h`, `7d` (rolling, ending now) or `month` (the quota period).
-pub fn period_start(period: &str, now: Timestamp) -> Option<Timestamp> {
-    match period {
-        "1h" => Some(now.plus_seconds(-3_600)),
-        "24h" => Some(now.plus_seconds(-86_400)),
-        "7d" => Some(now.plus_seconds(-7 * 86_400)),
-        "month" => Some(super::limits::QuotaPeriod::containing(now).start),
-        _ => None,
-    }
-}
+/// (api key, user, group, totals) of the billing export.
+pub type ExportRow = (Option<String>, Option<String>, Option<String>, UsageTotals);
 
-/// `group_by` → (the column, the JSON:API type of its ids).
-pub fn group_column(group_by: &str) -> Option<(&'static str, &'static str)> {
-    match group_by {
-        "key" => Some(("api_key_id", "api_keys")),
-        "user" => Some(("user_id", "users")),
-        "route" => Some(("route_id", "routes")),
-        _ => None,
-    }
+/// One bucket of a series; `key` is the group (None without `group_by`, or anonymous).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesRow {
+    pub key: Option<String>,
+    pub at: i64,
+    pub totals: UsageTotals,
 }
 
 /// A quota milestone of one subject in one period (webhooks.md: `usage.threshold` at 80 %,

@@ -17,6 +17,7 @@ mod routes;
 mod secrets;
 mod upstreams;
 mod usage_log;
+mod usage_rollups;
 mod users;
 mod webhook_delivery;
 mod webhooks;

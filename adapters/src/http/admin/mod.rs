@@ -9,7 +9,8 @@ pub mod openapi;
 mod relationships;
 pub mod reset_queue;
 mod resources;
-mod usage;
+pub mod usage;
+mod usage_openapi;
 mod webhooks;
 
 use actix_web::{HttpResponse, web};
@@ -153,6 +154,12 @@ fn declare(routes: &mut Routes) {
     });
     routes.add("/api/usage/summary", "GET", |r| {
         r.route(web::get().to(usage::summary))
+    });
+    routes.add("/api/usage/series", "GET", |r| {
+        r.route(web::get().to(usage::series))
+    });
+    routes.add("/api/usage/export", "GET", |r| {
+        r.route(web::get().to(usage::export))
     });
     for rules in domain_resources::ALL {
         register(routes, rules);

@@ -1160,40 +1160,7 @@ fn explicit_paths(mut paths: PathsBuilder) -> PathsBuilder {
             .body("UsersUpdateRequest")
             .returns("200", "The caller.", Some("UsersDocument")),
     );
-    paths = add(
-        paths,
-        "/api/usage/summary",
-        HttpMethod::Get,
-        Op::new("usage", "Usage totals over a period, grouped as asked.")
-            .params(
-                [
-                    query(
-                        "filter[period]",
-                        ty(Type::String)
-                            .enum_values(Some(["1h", "24h", "7d", "month"]))
-                            .into(),
-                        "The period ending now (default `24h`).",
-                    ),
-                    query(
-                        "group_by",
-                        ty(Type::String)
-                            .enum_values(Some(["key", "user", "route"]))
-                            .into(),
-                        "Grouping of the totals.",
-                    ),
-                ]
-                .into_iter()
-                .chain(super::usage::SUMMARY_FILTERS.iter().map(|name| {
-                    query(
-                        &format!("filter[{name}]"),
-                        string(),
-                        &format!("Only this {name} (id)."),
-                    )
-                }))
-                .collect(),
-            )
-            .returns("200", "The summary.", Some("AnyDocument")),
-    );
+    paths = super::usage_openapi::paths(paths);
     let action = |paths: PathsBuilder,
                   path: &str,
                   tag: &str,

@@ -1,11 +1,12 @@
-//! `GET /api/usage/summary` (proxy.md §7): totals of the request log, aggregated in the database.
+//! `GET /api/usage/summary`, `GET /api/usage/series` and `GET /api/usage/export`: parse the
+//! query, call the domain's use case (`tollgate_domain::proxy::usage_report`), render. Every
+//! answer comes from the rollups.
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use serde_json::{Map, Value, json};
-use tollgate_domain::{
-    query::{CmpOp, Cond},
-    resources::usage_records,
-    service::ResourceRules,
+use tollgate_domain::proxy::{
+    usage::UsageTotals,
+    usage_report::{self, EXPORT_COLUMNS, ExportLine, Point, ReportError, UsageParams},
 };
 
 use super::context::AdminState;
@@ -14,8 +15,56 @@ use crate::http::{
     jsonapi::{media, render},
 };
 
-/// Filters the summary accepts besides `filter[period]`.
-pub(super) const SUMMARY_FILTERS: [&str; 4] = ["user", "api_key", "route", "group"];
+fn report_error(error: ReportError) -> ApiError {
+    match error {
+        ReportError::InvalidFilter { parameter, detail } => {
+            ApiError::parameter("INVALID_FILTER", parameter, detail)
+        }
+        ReportError::InvalidParameter { parameter, detail } => {
+            ApiError::parameter("INVALID_QUERY_PARAMETER", parameter, detail)
+        }
+        ReportError::Forbidden(detail) => ApiError::new("FORBIDDEN", detail),
+        ReportError::Store(e) => ApiError::internal(e),
+    }
+}
+
+/// The query string as [`UsageParams`]; `interval` says whether `filter[interval]` is taken.
+fn params(req: &HttpRequest, interval: bool) -> Result<UsageParams, ApiError> {
+    let mut params = UsageParams::default();
+    for (name, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        let value = value.into_owned();
+        match name.as_ref() {
+            "filter[period]" => params.period = Some(value),
+            "filter[interval]" if interval => params.interval = Some(value),
+            "group_by" => params.group_by = Some(value),
+            other => match other
+                .strip_prefix("filter[")
+                .and_then(|f| f.strip_suffix(']'))
+            {
+                Some(filter) => params.filters.push((filter.to_owned(), value)),
+                None => {
+                    return Err(ApiError::parameter(
+                        "INVALID_QUERY_PARAMETER",
+                        other.to_owned(),
+                        if interval {
+                            "the series takes filter[period], filter[interval], group_by and filter[user|api_key|route|group]"
+                        } else {
+                            "the summary takes filter[period], group_by and filter[user|api_key|route|group]"
+                        },
+                    ));
+                }
+            },
+        }
+    }
+    Ok(params)
+}
+
+fn document(meta: Map<String, Value>) -> HttpResponse {
+    render::json_api(
+        StatusCode::OK,
+        json!({"jsonapi": {"version": "1.1"}, "meta": meta}),
+    )
+}
 
 pub async fn summary(
     req: HttpRequest,
@@ -23,80 +72,20 @@ pub async fn summary(
 ) -> Result<HttpResponse, ApiError> {
     let actor = state.authenticate(&req).await?;
     media::check_accept(&req)?;
+    let params = params(&req, false)?;
     let now = state.service.now();
-    let schema = usage_records::UsageRecords.schema();
-    let mut period = None;
-    let mut group_by = None;
-    let mut cond = usage_records::UsageRecords.visibility(&actor);
-    for (name, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
-        let name = name.into_owned();
-        if name == "filter[period]" {
-            period = Some(value.into_owned());
-        } else if name == "group_by" {
-            group_by = Some(value.into_owned());
-        } else if let Some(filter) = name
-            .strip_prefix("filter[")
-            .and_then(|f| f.strip_suffix(']'))
-        {
-            if !SUMMARY_FILTERS.contains(&filter) {
-                return Err(ApiError::parameter(
-                    "INVALID_FILTER",
-                    name.clone(),
-                    format!(
-                        "the summary filters by period, {}",
-                        SUMMARY_FILTERS.join(", ")
-                    ),
-                ));
-            }
-            let values: Vec<String> = value.split(',').map(str::to_owned).collect();
-            let filtered = schema
-                .filter(filter, &values, now)
-                .map_err(|detail| ApiError::parameter("INVALID_FILTER", name.clone(), detail))?;
-            cond = cond.and(filtered);
-        } else {
-            return Err(ApiError::parameter(
-                "INVALID_QUERY_PARAMETER",
-                name,
-                "the summary takes filter[period], group_by and filter[user|api_key|route|group]",
-            ));
-        }
-    }
-    let period = period.unwrap_or_else(|| "24h".to_owned());
-    let from = tollgate_domain::proxy::usage::period_start(&period, now).ok_or_else(|| {
-        ApiError::parameter(
-            "INVALID_FILTER",
-            "filter[period]",
-            "period is one of 1h, 24h, 7d, month",
-        )
-    })?;
-    let grouping = match group_by.as_deref() {
-        None => None,
-        Some(g) => Some(
-            tollgate_domain::proxy::usage::group_column(g).ok_or_else(|| {
-                ApiError::parameter(
-                    "INVALID_QUERY_PARAMETER",
-                    "group_by",
-                    "group_by is one of key, user, route",
-                )
-            })?,
-        ),
-    };
-    cond = cond
-        .and(Cond::cmp("created_at", CmpOp::Ge, from.millis()))
-        .and(Cond::cmp("created_at", CmpOp::Le, now.millis()));
-    let (totals, groups) = state
-        .usage
-        .summarize(&cond, grouping.map(|(column, _)| column))
+    let summary = usage_report::summary(state.usage.as_ref(), &actor, now, &params)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(report_error)?;
     let mut meta = Map::new();
-    meta.insert("period".into(), json!(period));
-    meta.insert("from".into(), json!(from.to_string()));
-    meta.insert("to".into(), json!(now.to_string()));
-    if let (Some(name), Some((_, type_name))) = (&group_by, grouping) {
+    meta.insert("period".into(), json!(summary.period));
+    meta.insert("from".into(), json!(summary.from.to_string()));
+    meta.insert("to".into(), json!(summary.to.to_string()));
+    if let Some((name, type_name)) = &summary.group_by {
         meta.insert("group_by".into(), json!(name));
-        meta.insert("totals".into(), json!(totals));
-        let items: Vec<Value> = groups
+        meta.insert("totals".into(), json!(summary.totals));
+        let items: Vec<Value> = summary
+            .groups
             .into_iter()
             .map(|group| {
                 let mut item = json!(group.totals);
@@ -107,10 +96,161 @@ pub async fn summary(
             .collect();
         meta.insert("groups".into(), Value::Array(items));
     } else {
-        meta.insert("totals".into(), json!(totals));
+        meta.insert("totals".into(), json!(summary.totals));
     }
-    Ok(render::json_api(
-        StatusCode::OK,
-        json!({"jsonapi": {"version": "1.1"}, "meta": meta}),
-    ))
+    Ok(document(meta))
+}
+
+/// `2026-12-07T10:00:00Z`: buckets start on whole minutes.
+fn bucket_time(point: &Point) -> String {
+    let text = point.at.to_string();
+    match text.strip_suffix(".000Z") {
+        Some(whole) => format!("{whole}Z"),
+        None => text,
+    }
+}
+
+fn points(points: &[Point]) -> Value {
+    Value::Array(
+        points
+            .iter()
+            .map(|p| {
+                let UsageTotals {
+                    requests,
+                    errors,
+                    counted,
+                    overage,
+                    request_bytes,
+                    response_bytes,
+                    avg_duration_ms,
+                } = p.totals;
+                json!({
+                    "at": bucket_time(p),
+                    "requests": requests,
+                    "errors": errors,
+                    "counted": counted,
+                    "overage": overage,
+                    "request_bytes": request_bytes,
+                    "response_bytes": response_bytes,
+                    "avg_duration_ms": avg_duration_ms,
+                })
+            })
+            .collect(),
+    )
+}
+
+pub async fn series(
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = state.authenticate(&req).await?;
+    media::check_accept(&req)?;
+    let params = params(&req, true)?;
+    let now = state.service.now();
+    let series = usage_report::series(state.usage.as_ref(), &actor, now, &params)
+        .await
+        .map_err(report_error)?;
+    let mut meta = Map::new();
+    meta.insert("period".into(), json!(series.period));
+    meta.insert("interval".into(), json!(series.interval));
+    meta.insert("from".into(), json!(series.from.to_string()));
+    meta.insert("to".into(), json!(series.to.to_string()));
+    meta.insert("points".into(), points(&series.points));
+    if let Some((name, type_name)) = &series.group_by {
+        meta.insert("group_by".into(), json!(name));
+        let items: Vec<Value> = series
+            .series
+            .iter()
+            .map(|(key, p)| json!({"type": type_name, "id": key, "points": points(p)}))
+            .collect();
+        meta.insert("series".into(), Value::Array(items));
+    }
+    Ok(document(meta))
+}
+
+/// The export as CSV: a header of [`EXPORT_COLUMNS`], then one line per row (the CLI prints
+/// the same text).
+pub fn export_csv(lines: &[ExportLine]) -> String {
+    let mut out = EXPORT_COLUMNS.join(",");
+    out.push('\n');
+    for line in lines {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        // Ids and the month are `[A-Za-z0-9_-]`: nothing to quote.
+        let fields = [
+            line.month.clone(),
+            line.subject_type.to_owned(),
+            opt(&line.subject_id),
+            opt(&line.api_key_id),
+            opt(&line.user_id),
+            opt(&line.group_id),
+            line.requests.to_string(),
+            line.counted.to_string(),
+            line.overage.to_string(),
+            line.errors.to_string(),
+            line.request_bytes.to_string(),
+            line.response_bytes.to_string(),
+        ];
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// The export as JSON: `{"month": …, "columns": […], "rows": [{…}, …]}` (the CLI prints the
+/// same object; the admin API puts it in `meta`).
+pub fn export_json(month: &str, lines: &[ExportLine]) -> Value {
+    json!({"month": month, "columns": EXPORT_COLUMNS, "rows": lines})
+}
+
+/// `GET /api/usage/export?filter[month]=2026-11&format=csv|json` (administrators).
+pub async fn export(
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = state.authenticate(&req).await?;
+    let mut month = None;
+    let mut format = "json".to_owned();
+    for (name, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        match name.as_ref() {
+            "filter[month]" => month = Some(value.into_owned()),
+            "format" if matches!(value.as_ref(), "csv" | "json") => format = value.into_owned(),
+            "format" => {
+                return Err(ApiError::parameter(
+                    "INVALID_QUERY_PARAMETER",
+                    "format",
+                    "format is csv or json",
+                ));
+            }
+            other => {
+                return Err(ApiError::parameter(
+                    "INVALID_QUERY_PARAMETER",
+                    other.to_owned(),
+                    "the export takes filter[month] (YYYY-MM) and format (csv or json)",
+                ));
+            }
+        }
+    }
+    if format == "json" {
+        media::check_accept(&req)?;
+    }
+    let Some(month) = month else {
+        return Err(ApiError::parameter(
+            "INVALID_FILTER",
+            "filter[month]",
+            "filter[month] (YYYY-MM) is required",
+        ));
+    };
+    let lines = usage_report::export(state.usage.as_ref(), &actor, &month)
+        .await
+        .map_err(report_error)?;
+    if format == "csv" {
+        return Ok(HttpResponse::Ok()
+            .insert_header(("Content-Type", "text/csv; charset=utf-8"))
+            .body(export_csv(&lines)));
+    }
+    let mut meta = Map::new();
+    if let Value::Object(body) = export_json(&month, &lines) {
+        meta = body;
+    }
+    Ok(document(meta))
 }
