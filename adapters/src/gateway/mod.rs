@@ -126,7 +126,9 @@ pub struct QuotaState {
 pub struct Gateway {
     config: ArcSwap<ProxyConfig>,
     limiter: limiter::Limiter,
-    quotas: DashMap<(String, i64), Arc<QuotaCounter>>,
+    /// Keyed by subjects of the configuration (users, groups), never by request input, so
+    /// the faster hasher is safe here (unlike the limiter's buckets, keyed by client address).
+    quotas: DashMap<(String, i64), Arc<QuotaCounter>, foldhash::fast::RandomState>,
     usage: mpsc::Sender<Vec<UsageRecord>>,
     pub(crate) dropped: AtomicU64,
     /// Odd while the usage writer is appending: a count read from the log then cannot be
@@ -162,7 +164,7 @@ impl Gateway {
         let gateway = Arc::new(Self {
             config: ArcSwap::from_pointee(ProxyConfig::default()),
             limiter,
-            quotas: DashMap::new(),
+            quotas: DashMap::default(),
             usage,
             dropped: AtomicU64::new(0),
             write_generation: AtomicU64::new(0),

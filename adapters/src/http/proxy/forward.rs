@@ -1,7 +1,8 @@
-//! Step 11: the request goes to the upstream and the answer comes back, both bodies streamed.
-//! The client's request is edited in place and handed to this worker's pooled client; the
-//! body passes through a counting wrapper that stops at the size limit, and the upstream's
-//! answer streams back through one that meters the request when it ends.
+//! The forward phase (step 11): the client's request is edited in place — hop-by-hop, key
+//! and identity headers removed, `X-Forwarded-*`, `X-Request-Id`, identity and credential
+//! headers added — and handed to this worker's pooled client; its body streams through a
+//! counting wrapper that stops at the size limit. Answers the upstream's response, or the
+//! refusal (502, 504, 413) that replaces it.
 
 use std::{
     net::IpAddr,
@@ -24,22 +25,36 @@ use tollgate_domain::proxy::{
     policy::{Caller, Refusal},
 };
 
-use super::{LimitHeaders, Metering, ProxyBody, headers, refuse};
-use crate::gateway::{
-    Gateway,
-    upstream::{self, BodyError, UpstreamBody},
-};
+use super::{exchange::Exchange, headers};
+use crate::gateway::upstream::{self, BodyError, UpstreamBody};
 
 /// Where and as whom a request goes.
-pub struct Target {
+pub struct Target<'a> {
     pub upstream: Arc<Upstream>,
     pub path: String,
-    pub caller: Option<Caller>,
+    pub caller: Option<&'a Caller>,
     pub key_in_authorization: bool,
-    pub request_id: String,
-    pub forwarded_for: Option<String>,
+    pub request_id: &'a str,
+    pub forwarded_for: Option<&'a str>,
     pub client_ip: IpAddr,
-    pub host: String,
+    pub host: &'a str,
+}
+
+/// What the client's body has sent upstream so far, read when the request ends.
+#[derive(Default)]
+pub struct SentBytes {
+    bytes: AtomicU64,
+    too_large: AtomicBool,
+}
+
+impl SentBytes {
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    fn too_large(&self) -> bool {
+        self.too_large.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +66,7 @@ struct TooLarge;
 struct Limited {
     inner: Incoming,
     limit: u64,
-    sent: Arc<AtomicU64>,
-    too_large: Arc<AtomicBool>,
+    sent: Arc<SentBytes>,
 }
 
 impl Body for Limited {
@@ -68,9 +82,9 @@ impl Body for Limited {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
-                    let total = self.sent.fetch_add(len, Ordering::Relaxed) + len;
+                    let total = self.sent.bytes.fetch_add(len, Ordering::Relaxed) + len;
                     if total > self.limit {
-                        self.too_large.store(true, Ordering::Relaxed);
+                        self.sent.too_large.store(true, Ordering::Relaxed);
                         return Poll::Ready(Some(Err(Box::new(TooLarge))));
                     }
                 }
@@ -104,7 +118,7 @@ mod out_names {
 }
 
 /// Turns the client's headers into the upstream request's, in place.
-fn outgoing_headers(out: &mut http::HeaderMap, target: &Target, authority: &str) {
+fn outgoing_headers(out: &mut http::HeaderMap, target: &Target<'_>, authority: &str) {
     use headers::put;
     use out_names::*;
     let original_host = out.get(http::header::HOST).cloned();
@@ -127,11 +141,11 @@ fn outgoing_headers(out: &mut http::HeaderMap, target: &Target, authority: &str)
             Some(original) => {
                 out.insert(X_FORWARDED_HOST.clone(), original);
             }
-            None => put(out, &X_FORWARDED_HOST, &target.host),
+            None => put(out, &X_FORWARDED_HOST, target.host),
         }
     }
-    put(out, &X_REQUEST_ID, &target.request_id);
-    if let Some(caller) = &target.caller {
+    put(out, &X_REQUEST_ID, target.request_id);
+    if let Some(caller) = target.caller {
         put(out, &X_USER_ID, &caller.key.user_id);
         put(out, &X_KEY_ID, &caller.key.id);
         put(out, &X_PLAN_ID, &caller.plan.id);
@@ -143,10 +157,7 @@ fn outgoing_headers(out: &mut http::HeaderMap, target: &Target, authority: &str)
     for (name, value) in &upstream.headers {
         headers::set(out, name, value);
     }
-    let group = target
-        .caller
-        .as_ref()
-        .and_then(|c| c.key.group_id.as_deref());
+    let group = target.caller.and_then(|c| c.key.group_id.as_deref());
     if let Some(credential) = upstream.credential(group) {
         match (upstream.auth_type, &upstream.auth_header) {
             (AuthType::Bearer, _) => {
@@ -174,38 +185,35 @@ fn format_ip(ip: IpAddr, buffer: &mut [u8; 64]) -> &str {
 }
 
 /// `tollgate_upstream_errors_total{upstream,kind}` (the upstream's id: bounded, stable).
-fn upstream_error(target: &Target, kind: &'static str) {
+fn upstream_error(upstream: &Upstream, kind: &'static str) {
     metrics::counter!(
         "tollgate_upstream_errors_total",
-        "upstream" => target.upstream.id.clone(),
+        "upstream" => upstream.id.clone(),
         "kind" => kind,
     )
     .increment(1);
 }
 
+/// Sends the request upstream and waits for the answer's head (its body streams later).
+/// On a refusal the bytes the client's body sent are already on the exchange's record.
 pub async fn forward(
-    gateway: Arc<Gateway>,
+    exchange: &mut Exchange,
     mut parts: Parts,
     body: Incoming,
-    target: Target,
-    mut metering: Metering,
-    limits: LimitHeaders,
-) -> Response<ProxyBody> {
+    target: Target<'_>,
+) -> Result<(Response<Incoming>, Arc<SentBytes>), Refusal> {
     let url = match parts.uri.query() {
         Some(query) => format!("{}{}?{query}", target.upstream.base_url, target.path),
         None => format!("{}{}", target.upstream.base_url, target.path),
     };
-    let Ok(uri) = url.parse::<http::Uri>() else {
-        return refuse(&gateway, Refusal::BadGateway, metering, &limits);
-    };
+    let uri = url.parse::<http::Uri>().map_err(|_| Refusal::BadGateway)?;
     let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
-    let sent = Arc::new(AtomicU64::new(0));
-    let too_large = Arc::new(AtomicBool::new(false));
+    let max_body_bytes = exchange.gateway.settings.max_body_bytes;
+    let sent = Arc::new(SentBytes::default());
     let body: UpstreamBody = Limited {
         inner: body,
-        limit: gateway.settings.max_body_bytes,
+        limit: max_body_bytes,
         sent: sent.clone(),
-        too_large: too_large.clone(),
     }
     .boxed_unsync();
     outgoing_headers(&mut parts.headers, &target, &authority);
@@ -213,111 +221,37 @@ pub async fn forward(
     parts.version = http::Version::HTTP_11;
     let request = http::Request::from_parts(parts, body);
 
-    let client = upstream::client(target.upstream.connect_timeout_ms);
+    let upstream = &target.upstream;
+    let client = upstream::client(upstream.connect_timeout_ms);
     let upstream_started = Instant::now();
-    let timeout = Duration::from_millis(target.upstream.timeout_ms);
+    let timeout = Duration::from_millis(upstream.timeout_ms);
     let answer = tokio::time::timeout(timeout, client.request(request)).await;
-    let response = match answer {
+    match answer {
         Ok(Ok(response)) => {
-            metering.record.upstream_duration_ms =
+            exchange.record.upstream_duration_ms =
                 Some(upstream_started.elapsed().as_millis() as u64);
-            response
+            Ok((response, sent))
         }
         Ok(Err(error)) => {
-            metering.record.request_bytes = sent.load(Ordering::Relaxed);
-            if too_large.load(Ordering::Relaxed) {
-                let limit = gateway.settings.max_body_bytes;
-                return refuse(
-                    &gateway,
-                    Refusal::PayloadTooLarge { limit },
-                    metering,
-                    &limits,
-                );
+            exchange.record.request_bytes = sent.bytes();
+            if sent.too_large() {
+                return Err(Refusal::PayloadTooLarge {
+                    limit: max_body_bytes,
+                });
             }
-            tracing::warn!(%error, upstream = %target.upstream.name, "upstream request failed");
+            tracing::warn!(%error, upstream = %upstream.name, "upstream request failed");
             let kind = if error.is_connect() {
                 "connect"
             } else {
                 "invalid_response"
             };
-            upstream_error(&target, kind);
-            return refuse(&gateway, Refusal::BadGateway, metering, &limits);
+            upstream_error(upstream, kind);
+            Err(Refusal::BadGateway)
         }
         Err(_) => {
-            metering.record.request_bytes = sent.load(Ordering::Relaxed);
-            upstream_error(&target, "timeout");
-            return refuse(&gateway, Refusal::GatewayTimeout, metering, &limits);
-        }
-    };
-
-    let (mut parts, body) = response.into_parts();
-    headers::strip_response(&mut parts.headers);
-    parts.headers.insert(
-        super::X_REQUEST_ID.clone(),
-        super::header_text(&metering.record.request_id),
-    );
-    limits.apply(&mut parts.headers, gateway.now());
-    let status = parts.status.as_u16();
-    let body = Metered {
-        inner: body,
-        bytes: 0,
-        done: Some(Done {
-            gateway,
-            metering,
-            sent,
-            status,
-        }),
-    };
-    Response::from_parts(parts, ProxyBody::Upstream(body))
-}
-
-struct Done {
-    gateway: Arc<Gateway>,
-    metering: Metering,
-    sent: Arc<AtomicU64>,
-    status: u16,
-}
-
-/// The upstream's answer body on its way to the client; meters the request when it ends
-/// (or the client goes away).
-pub struct Metered {
-    inner: Incoming,
-    bytes: u64,
-    done: Option<Done>,
-}
-
-impl Body for Metered {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.bytes += data.len() as u64;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Metered {
-    fn drop(&mut self) {
-        if let Some(mut done) = self.done.take() {
-            done.metering.record.request_bytes = done.sent.load(Ordering::Relaxed);
-            done.metering
-                .finish(&done.gateway, done.status, None, self.bytes);
+            exchange.record.request_bytes = sent.bytes();
+            upstream_error(upstream, "timeout");
+            Err(Refusal::GatewayTimeout)
         }
     }
 }
