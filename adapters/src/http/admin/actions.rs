@@ -13,9 +13,10 @@ use super::{
     relationships,
 };
 use crate::http::{
-    error::ApiError,
+    error::{ApiError, ErrorCode},
     jsonapi::{
-        document, media,
+        document::{self, Document},
+        media,
         query::{self, Families},
         render,
     },
@@ -100,10 +101,7 @@ async fn edit_members(
     let rules: &'static dyn ResourceRules = &groups::Groups;
     let rel = relationships::relationship(rules, &req)?;
     if rel.name != "members" {
-        return Err(
-            ApiError::new("METHOD_NOT_ALLOWED", "only members can be added or removed")
-                .with_header("Allow", "GET, PATCH"),
-        );
+        return Err(ApiError::method_not_allowed("GET, PATCH"));
     }
     let actor = state.authenticate(&req).await?;
     media::check_accept(&req)?;
@@ -117,7 +115,7 @@ async fn edit_members(
     )?;
     let RelInput::Many(listed) = document::parse_linkage_document(&body)? else {
         return Err(ApiError::pointer(
-            "INVALID_DOCUMENT",
+            ErrorCode::InvalidDocument,
             "/data",
             "data must be an array of resource identifiers",
         ));
@@ -144,7 +142,7 @@ async fn edit_members(
     for (index, identifier) in listed.iter().enumerate() {
         if identifier.type_name != "users" {
             return Err(ApiError::pointer(
-                "TYPE_MISMATCH",
+                ErrorCode::TypeMismatch,
                 format!("/data/{index}/type"),
                 "members are users",
             ));
@@ -157,7 +155,7 @@ async fn edit_members(
                 Ok(_) => {}
                 Err(DomainError::NotFound) => {
                     return Err(ApiError::pointer(
-                        "RELATED_NOT_FOUND",
+                        ErrorCode::RelatedNotFound,
                         format!("/data/{index}"),
                         "no such user",
                     ));
@@ -201,15 +199,22 @@ async fn edit_members(
     compound
         .linkage
         .set("groups", &id, "members", links.clone());
-    let doc = serde_json::json!({
-        "jsonapi": {"version": "1.1"},
-        "links": {
-            "self": req.path(),
-            "related": format!("{}/members", render::resource_path(rules.schema(), &id)),
-            "describedby": "/docs/openapi.json",
-        },
-        "data": links.iter().map(|l| render::identifier("users", l)).collect::<Vec<_>>(),
-    });
+    let doc = Document::new()
+        .links(
+            req.path(),
+            Some(format!(
+                "{}/members",
+                render::resource_path(rules.schema(), &id)
+            )),
+        )
+        .member(
+            "data",
+            links
+                .iter()
+                .map(|l| render::identifier("users", l))
+                .collect::<Vec<_>>(),
+        )
+        .build();
     Ok(render::json_api(StatusCode::OK, doc))
 }
 
@@ -219,24 +224,21 @@ fn grace_seconds(body: &[u8]) -> Result<i64, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(api_keys::DEFAULT_ROTATION_GRACE_SECONDS);
     }
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new("INVALID_JSON", format!("the body is not JSON: {e}")))?;
+    let doc: Value = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
     let data = doc
         .get("data")
         .and_then(Value::as_object)
-        .ok_or_else(|| ApiError::pointer("INVALID_DOCUMENT", "/data", "data must be an object"))?;
+        .ok_or_else(|| ApiError::invalid_document("/data", "data must be an object"))?;
     match data.get("type").and_then(Value::as_str) {
         Some("api_key_rotations") => {}
         Some(other) => {
-            return Err(ApiError::pointer(
-                "TYPE_MISMATCH",
+            return Err(ApiError::type_mismatch(
                 "/data/type",
                 format!("expected api_key_rotations, got {other}"),
             ));
         }
         None => {
-            return Err(ApiError::pointer(
-                "INVALID_DOCUMENT",
+            return Err(ApiError::invalid_document(
                 "/data/type",
                 "data.type is required",
             ));
@@ -246,8 +248,7 @@ fn grace_seconds(body: &[u8]) -> Result<i64, ApiError> {
         .keys()
         .find(|k| !matches!(k.as_str(), "type" | "attributes"))
     {
-        return Err(ApiError::pointer(
-            "INVALID_DOCUMENT",
+        return Err(ApiError::invalid_document(
             format!("/data/{member}"),
             format!("{member} is not allowed here"),
         ));
@@ -256,15 +257,11 @@ fn grace_seconds(body: &[u8]) -> Result<i64, ApiError> {
         return Ok(api_keys::DEFAULT_ROTATION_GRACE_SECONDS);
     };
     let attributes = attributes.as_object().ok_or_else(|| {
-        ApiError::pointer(
-            "INVALID_DOCUMENT",
-            "/data/attributes",
-            "attributes must be an object",
-        )
+        ApiError::invalid_document("/data/attributes", "attributes must be an object")
     })?;
     if let Some(unknown) = attributes.keys().find(|k| *k != "grace_seconds") {
         return Err(ApiError::pointer(
-            "UNKNOWN_ATTRIBUTE",
+            ErrorCode::UnknownAttribute,
             format!("/data/attributes/{unknown}"),
             format!("{unknown} is not an attribute of api_key_rotations"),
         ));
@@ -276,7 +273,7 @@ fn grace_seconds(body: &[u8]) -> Result<i64, ApiError> {
             .filter(|g| (0..=api_keys::MAX_ROTATION_GRACE_SECONDS).contains(g))
             .ok_or_else(|| {
                 ApiError::pointer(
-                    "VALIDATION_ERROR",
+                    ErrorCode::ValidationError,
                     "/data/attributes/grace_seconds",
                     "grace_seconds must be an integer from 0 to 604800",
                 )

@@ -5,7 +5,6 @@ use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use serde_json::{Map, Value, json};
 use tollgate_domain::{
     AuthMethod, Problem,
-    auth::LoginError,
     resources::users::{self, Users},
     service::{ResourceRules, WriteInput},
 };
@@ -14,7 +13,7 @@ use super::context::{AdminState, read_body};
 use crate::http::{
     error::ApiError,
     jsonapi::{
-        document::{self, Expect},
+        document::{self, Document, Expect},
         media,
         query::{self, Families},
         render,
@@ -139,23 +138,7 @@ async fn start_session(
             &state.client_ip(req),
             previous_sid.as_deref(),
         )
-        .await
-        .map_err(|err| match err {
-            LoginError::InvalidCredentials => {
-                ApiError::new("INVALID_CREDENTIALS", "wrong email or password")
-            }
-            LoginError::Inactive => ApiError::new("ACCOUNT_INACTIVE", "the account is not active"),
-            LoginError::Throttled { retry_after } => {
-                let mut error = ApiError::new(
-                    "TOO_MANY_LOGIN_ATTEMPTS",
-                    "too many failed logins; try again later",
-                )
-                .with_header("Retry-After", retry_after.to_string());
-                error.errors[0].meta = Some(json!({"retry_after": retry_after}));
-                error
-            }
-            LoginError::Store(cause) => tollgate_domain::DomainError::from(cause).into(),
-        })?;
+        .await?;
     // A new session id on every login: whatever session came with the request is dropped.
     session.clear();
     session.renew();
@@ -171,10 +154,7 @@ async fn start_session(
             .map_err(|e| ApiError::internal(format!("session state: {e}")))?;
     }
     let role = tollgate_domain::Role::parse(&role).unwrap_or(tollgate_domain::Role::User);
-    let doc = json!({
-        "jsonapi": {"version": "1.1"},
-        "links": {"self": req.path(), "describedby": "/docs/openapi.json"},
-        "data": {
+    let data = json!({
             "type": "sessions",
             "id": login.session_id,
             "attributes": {
@@ -184,9 +164,12 @@ async fn start_session(
                 "expires_at": login.expires_at.to_string(),
             },
             "relationships": {"user": {"data": {"type": "users", "id": user_id}}},
-        },
-        "included": [user_object(&login.user, role)],
     });
+    let doc = Document::new()
+        .links(req.path(), None)
+        .member("data", data)
+        .member("included", json!([user_object(&login.user, role)]))
+        .build();
     let mut response = render::json_api(status, doc);
     if status == StatusCode::CREATED
         && let Ok(location) =
@@ -287,7 +270,7 @@ pub async fn register(
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
     if !state.service.ports().settings.allow_registration {
-        return Err(ApiError::new("NOT_FOUND", "no such path"));
+        return Err(ApiError::no_such_path());
     }
     let attrs = fixed_body(
         &req,
@@ -311,7 +294,9 @@ pub async fn register(
 fn meta_message(message: &str) -> HttpResponse {
     render::json_api(
         StatusCode::OK,
-        json!({"jsonapi": {"version": "1.1"}, "meta": {"message": message}}),
+        Document::new()
+            .member("meta", json!({"message": message}))
+            .build(),
     )
 }
 
@@ -366,11 +351,7 @@ pub async fn logout(
     let actor = state.authenticate(&req).await?;
     media::check_accept(&req)?;
     read_body(&req, body).await?;
-    state
-        .auth
-        .logout(&actor)
-        .await
-        .map_err(ApiError::internal)?;
+    state.auth.logout(&actor).await?;
     if actor.method == Some(AuthMethod::Session) {
         session.purge();
         return Ok(HttpResponse::NoContent().finish());
@@ -436,8 +417,7 @@ pub async fn recycle_own(
     state
         .auth
         .end_sessions(&user_id, actor.session_id.as_deref())
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     if actor.method == Some(AuthMethod::Session) {
         session.renew();
     }
@@ -456,8 +436,7 @@ pub async fn recycle_user(
     let id = req.match_info().get("id").unwrap_or_default().to_owned();
     let user = state.service.get(&actor, &Users, &id).await?;
     if !actor.is_admin() {
-        return Err(ApiError::new(
-            "FORBIDDEN",
+        return Err(ApiError::forbidden(
             "only admins can end another user's sessions",
         ));
     }
@@ -465,7 +444,6 @@ pub async fn recycle_user(
     state
         .auth
         .end_sessions(user["id"].as_str().unwrap_or_default(), None)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

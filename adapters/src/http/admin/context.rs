@@ -6,12 +6,16 @@ use actix_web::{HttpMessage, HttpRequest, http::Method, web};
 use futures_util::StreamExt;
 use tollgate_domain::{
     Actor, AuthMethod,
-    auth::{AuthError, Authentication, CookieSession, Presented},
+    auth::{Authentication, CookieSession, Presented},
     resources,
     service::{ResourceRules, ResourceService},
 };
 
-use crate::http::{error::ApiError, jsonapi::media, request_id::RequestId};
+use crate::http::{
+    error::{ApiError, ErrorCode},
+    jsonapi::media,
+    request_id::RequestId,
+};
 
 /// Admin request bodies larger than this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -60,19 +64,7 @@ impl AdminState {
             session: cookie_session(req),
             request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
         };
-        let actor = self
-            .auth
-            .authenticate(&presented)
-            .await
-            .map_err(|err| match err {
-                AuthError::Missing => ApiError::unauthorized("authentication is required"),
-                AuthError::Invalid(detail) => ApiError::unauthorized(detail),
-                AuthError::Unavailable(cause) => {
-                    tracing::error!(%cause, "authentication store unavailable");
-                    ApiError::new("SERVICE_UNAVAILABLE", "the database is unavailable")
-                        .with_header("Retry-After", "5")
-                }
-            })?;
+        let actor = self.auth.authenticate(&presented).await?;
         if actor.method == Some(AuthMethod::Session) && is_write(req.method()) {
             self.check_origin(req)?;
         }
@@ -81,7 +73,8 @@ impl AdminState {
 
     /// CSRF: a cookie-authenticated write must come from the admin origin or an allowed one.
     fn check_origin(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        let rejected = |detail: &str| ApiError::header_source("CSRF_REJECTED", "Origin", detail);
+        let rejected =
+            |detail: &str| ApiError::header_source(ErrorCode::CsrfRejected, "Origin", detail);
         let origin = req
             .headers()
             .get("origin")
@@ -142,7 +135,7 @@ pub async fn read_body(
     media::check_content_type(req)?;
     let too_large = || {
         ApiError::new(
-            "PAYLOAD_TOO_LARGE",
+            ErrorCode::PayloadTooLarge,
             format!("the body exceeds {MAX_BODY_BYTES} bytes"),
         )
     };
@@ -159,7 +152,7 @@ pub async fn read_body(
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
             ApiError::new(
-                "INVALID_DOCUMENT",
+                ErrorCode::InvalidDocument,
                 format!("the body could not be read: {e}"),
             )
         })?;

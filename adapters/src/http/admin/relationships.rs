@@ -1,7 +1,7 @@
 //! Relationship endpoints: linkage (`…/relationships/{rel}`) and related resources (`…/{rel}`).
 
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tollgate_domain::{
     Actor, DomainError, Row,
     query::Page,
@@ -12,9 +12,10 @@ use tollgate_domain::{
 
 use super::context::{AdminState, read_body};
 use crate::http::{
-    error::ApiError,
+    error::{ApiError, ErrorCode},
     jsonapi::{
-        document, media,
+        document::{self, Document},
+        media,
         query::{self, Families},
         render,
     },
@@ -29,7 +30,7 @@ pub fn relationship(
     rules
         .schema()
         .relationship(name)
-        .ok_or_else(|| ApiError::new("NOT_FOUND", format!("{name} is not a relationship")))
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("{name} is not a relationship")))
 }
 
 fn target_of(rel: &RelSpec) -> Result<&'static dyn ResourceRules, ApiError> {
@@ -89,14 +90,9 @@ async fn linkage_document(
 ) -> Result<Value, ApiError> {
     let schema = rules.schema();
     let base = render::resource_path(schema, owner["id"].as_str().unwrap_or_default());
-    let mut doc = json!({
-        "jsonapi": {"version": "1.1"},
-        "links": {
-            "self": render::self_link(req.path(), req.query_string()),
-            "related": format!("{base}/{}", rel.name),
-            "describedby": "/docs/openapi.json",
-        },
-    });
+    let doc = Document::new();
+    let self_href = render::self_link(req.path(), req.query_string());
+    let related = Some(format!("{base}/{}", rel.name));
     if rel.is_to_many() {
         let target = target_of(rel)?;
         let params = query::parse(
@@ -107,14 +103,12 @@ async fn linkage_document(
             state.service.now(),
         )?;
         let (page, identifiers) = linked_page(&state.service, actor, rel, owner, &params).await?;
-        let (meta, links) = render::pagination(req.path(), &params, page.total, req.query_string());
-        doc["data"] = Value::Array(identifiers);
-        doc["meta"] = meta;
-        for key in ["first", "last", "prev", "next"] {
-            if let Some(link) = links.get(key) {
-                doc["links"][key] = link.clone();
-            }
-        }
+        let (meta, links) = render::pagination(req.path(), &params, page.total);
+        Ok(doc
+            .links_with(self_href, related, links)
+            .member("data", identifiers)
+            .member("meta", meta)
+            .build())
     } else {
         query::parse(
             req.query_string(),
@@ -123,9 +117,11 @@ async fn linkage_document(
             actor.role,
             state.service.now(),
         )?;
-        doc["data"] = schema.to_one_linkage(rel, owner);
+        Ok(doc
+            .links(self_href, related)
+            .member("data", schema.to_one_linkage(rel, owner))
+            .build())
     }
-    Ok(doc)
 }
 
 pub async fn get_linkage(

@@ -6,27 +6,14 @@ use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use serde_json::{Map, Value, json};
 use tollgate_domain::proxy::{
     usage::UsageTotals,
-    usage_report::{self, EXPORT_COLUMNS, ExportLine, Point, ReportError, UsageParams},
+    usage_report::{self, EXPORT_COLUMNS, ExportLine, Point, UsageParams},
 };
 
 use super::context::AdminState;
 use crate::http::{
     error::ApiError,
-    jsonapi::{media, render},
+    jsonapi::{document::Document, media, render},
 };
-
-fn report_error(error: ReportError) -> ApiError {
-    match error {
-        ReportError::InvalidFilter { parameter, detail } => {
-            ApiError::parameter("INVALID_FILTER", parameter, detail)
-        }
-        ReportError::InvalidParameter { parameter, detail } => {
-            ApiError::parameter("INVALID_QUERY_PARAMETER", parameter, detail)
-        }
-        ReportError::Forbidden(detail) => ApiError::new("FORBIDDEN", detail),
-        ReportError::Store(e) => ApiError::internal(e),
-    }
-}
 
 /// The query string as [`UsageParams`]; `interval` says whether `filter[interval]` is taken.
 fn params(req: &HttpRequest, interval: bool) -> Result<UsageParams, ApiError> {
@@ -43,8 +30,7 @@ fn params(req: &HttpRequest, interval: bool) -> Result<UsageParams, ApiError> {
             {
                 Some(filter) => params.filters.push((filter.to_owned(), value)),
                 None => {
-                    return Err(ApiError::parameter(
-                        "INVALID_QUERY_PARAMETER",
+                    return Err(ApiError::invalid_query_parameter(
                         other.to_owned(),
                         if interval {
                             "the series takes filter[period], filter[interval], group_by and filter[user|api_key|route|group]"
@@ -60,10 +46,7 @@ fn params(req: &HttpRequest, interval: bool) -> Result<UsageParams, ApiError> {
 }
 
 fn document(meta: Map<String, Value>) -> HttpResponse {
-    render::json_api(
-        StatusCode::OK,
-        json!({"jsonapi": {"version": "1.1"}, "meta": meta}),
-    )
+    render::json_api(StatusCode::OK, Document::new().member("meta", meta).build())
 }
 
 pub async fn summary(
@@ -74,9 +57,7 @@ pub async fn summary(
     media::check_accept(&req)?;
     let params = params(&req, false)?;
     let now = state.service.now();
-    let summary = usage_report::summary(state.usage.as_ref(), &actor, now, &params)
-        .await
-        .map_err(report_error)?;
+    let summary = usage_report::summary(state.usage.as_ref(), &actor, now, &params).await?;
     let mut meta = Map::new();
     meta.insert("period".into(), json!(summary.period));
     meta.insert("from".into(), json!(summary.from.to_string()));
@@ -147,9 +128,7 @@ pub async fn series(
     media::check_accept(&req)?;
     let params = params(&req, true)?;
     let now = state.service.now();
-    let series = usage_report::series(state.usage.as_ref(), &actor, now, &params)
-        .await
-        .map_err(report_error)?;
+    let series = usage_report::series(state.usage.as_ref(), &actor, now, &params).await?;
     let mut meta = Map::new();
     meta.insert("period".into(), json!(series.period));
     meta.insert("interval".into(), json!(series.interval));
@@ -215,15 +194,13 @@ pub async fn export(
             "filter[month]" => month = Some(value.into_owned()),
             "format" if matches!(value.as_ref(), "csv" | "json") => format = value.into_owned(),
             "format" => {
-                return Err(ApiError::parameter(
-                    "INVALID_QUERY_PARAMETER",
+                return Err(ApiError::invalid_query_parameter(
                     "format",
                     "format is csv or json",
                 ));
             }
             other => {
-                return Err(ApiError::parameter(
-                    "INVALID_QUERY_PARAMETER",
+                return Err(ApiError::invalid_query_parameter(
                     other.to_owned(),
                     "the export takes filter[month] (YYYY-MM) and format (csv or json)",
                 ));
@@ -234,15 +211,12 @@ pub async fn export(
         media::check_accept(&req)?;
     }
     let Some(month) = month else {
-        return Err(ApiError::parameter(
-            "INVALID_FILTER",
+        return Err(ApiError::invalid_filter(
             "filter[month]",
             "filter[month] (YYYY-MM) is required",
         ));
     };
-    let lines = usage_report::export(state.usage.as_ref(), &actor, &month)
-        .await
-        .map_err(report_error)?;
+    let lines = usage_report::export(state.usage.as_ref(), &actor, &month).await?;
     if format == "csv" {
         return Ok(HttpResponse::Ok()
             .insert_header(("Content-Type", "text/csv; charset=utf-8"))
