@@ -5,7 +5,7 @@ use actix_session::SessionExt;
 use actix_web::{HttpMessage, HttpRequest, http::Method, web};
 use futures_util::StreamExt;
 use tollgate_domain::{
-    Actor, AuthMethod,
+    Actor, AuthMethod, ResourceSchema, Role, Timestamp,
     auth::{Authentication, CookieSession, Presented},
     resources,
     service::{ResourceRules, ResourceService},
@@ -13,7 +13,10 @@ use tollgate_domain::{
 
 use crate::http::{
     error::{ApiError, ErrorCode},
-    jsonapi::media,
+    jsonapi::{
+        media,
+        query::{self, Families, Params},
+    },
     request_id::RequestId,
 };
 
@@ -117,6 +120,97 @@ impl AdminState {
     }
 }
 
+/// What an admin request carries once its checks passed (errors.md §3 order): who acts, the
+/// parsed query and the body of the right media type and size.
+pub struct Admitted<A, Q> {
+    pub actor: A,
+    pub query: Q,
+    pub body: web::Bytes,
+}
+
+type QueryParser<'a, Q> = Box<dyn FnOnce(&str, Role, Timestamp) -> Result<Q, ApiError> + 'a>;
+
+/// The one admin request extractor: authentication (unless public) → `Accept` → body
+/// (`Content-Type`, size) → query parameters. Document checks follow in the handler, which
+/// knows the document it takes.
+pub struct Intake<'a, Q> {
+    req: &'a HttpRequest,
+    state: &'a AdminState,
+    accept: bool,
+    payload: Option<web::Payload>,
+    parse: QueryParser<'a, Q>,
+}
+
+impl AdminState {
+    /// Starts the checks of `req`; without `.query(…)` no query parameter is looked at.
+    pub fn intake<'a>(&'a self, req: &'a HttpRequest) -> Intake<'a, ()> {
+        Intake {
+            req,
+            state: self,
+            accept: true,
+            payload: None,
+            parse: Box::new(|_, _, _| Ok(())),
+        }
+    }
+}
+
+impl<'a, Q> Intake<'a, Q> {
+    /// The request may carry a body: 415 for another media type, 413 past [`MAX_BODY_BYTES`].
+    pub fn body(mut self, payload: web::Payload) -> Self {
+        self.payload = Some(payload);
+        self
+    }
+
+    /// `Accept` is left to the handler (an answer that is not JSON:API, such as CSV).
+    pub fn any_accept(mut self) -> Self {
+        self.accept = false;
+        self
+    }
+
+    /// The JSON:API query parameters of `families` for `schema`.
+    pub fn query(self, schema: &'static ResourceSchema, families: Families) -> Intake<'a, Params> {
+        self.query_with(move |raw, role, now| query::parse(raw, schema, families, role, now))
+    }
+
+    /// Query parameters read by an endpoint's own parser.
+    pub fn query_with<R>(
+        self,
+        parse: impl FnOnce(&str, Role, Timestamp) -> Result<R, ApiError> + 'a,
+    ) -> Intake<'a, R> {
+        Intake {
+            req: self.req,
+            state: self.state,
+            accept: self.accept,
+            payload: self.payload,
+            parse: Box::new(parse),
+        }
+    }
+
+    /// Runs the checks for an authenticated caller.
+    pub async fn admit(self) -> Result<Admitted<Actor, Q>, ApiError> {
+        let actor = self.state.authenticate(self.req).await?;
+        let role = actor.role;
+        self.rest(actor, role).await
+    }
+
+    /// Runs the checks of a public endpoint (login, register, password resets).
+    pub async fn admit_public(self) -> Result<Admitted<(), Q>, ApiError> {
+        self.rest((), Role::User).await
+    }
+
+    async fn rest<A>(self, actor: A, role: Role) -> Result<Admitted<A, Q>, ApiError> {
+        if self.accept {
+            media::check_accept(self.req)?;
+        }
+        let body = match self.payload {
+            Some(payload) => read_body(self.req, payload).await?,
+            None => web::Bytes::new(),
+        };
+        let query = (self.parse)(self.req.query_string(), role, self.state.service.now())?;
+        Ok(Admitted { actor, query, body })
+    }
+}
+
 fn is_write(method: &Method) -> bool {
     matches!(
         *method,
@@ -125,10 +219,7 @@ fn is_write(method: &Method) -> bool {
 }
 
 /// Reads the body after the media-type check: 415 for a body of another type, 413 past 1 MiB.
-pub async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-) -> Result<web::Bytes, ApiError> {
+async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<web::Bytes, ApiError> {
     if !media::has_body(req) {
         return Ok(web::Bytes::new());
     }

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use serde_json::{Map, Value, json};
 use tollgate_domain::proxy::{
     usage::UsageTotals,
-    usage_report::{self, EXPORT_COLUMNS, ExportLine, Point, UsageParams},
+    usage_report::{self, EXPORT_COLUMNS, ExportLine, Point, Series, Summary, UsageParams},
 };
 
 use super::context::AdminState;
@@ -16,9 +16,9 @@ use crate::http::{
 };
 
 /// The query string as [`UsageParams`]; `interval` says whether `filter[interval]` is taken.
-fn params(req: &HttpRequest, interval: bool) -> Result<UsageParams, ApiError> {
+fn params(raw: &str, interval: bool) -> Result<UsageParams, ApiError> {
     let mut params = UsageParams::default();
-    for (name, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+    for (name, value) in url::form_urlencoded::parse(raw.as_bytes()) {
         let value = value.into_owned();
         match name.as_ref() {
             "filter[period]" => params.period = Some(value),
@@ -53,11 +53,18 @@ pub async fn summary(
     req: HttpRequest,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = state.authenticate(&req).await?;
-    media::check_accept(&req)?;
-    let params = params(&req, false)?;
+    let admitted = state
+        .intake(&req)
+        .query_with(|raw, _, _| params(raw, false))
+        .admit()
+        .await?;
     let now = state.service.now();
-    let summary = usage_report::summary(state.usage.as_ref(), &actor, now, &params).await?;
+    let summary =
+        usage_report::summary(state.usage.as_ref(), &admitted.actor, now, &admitted.query).await?;
+    Ok(document(summary_meta(summary)))
+}
+
+fn summary_meta(summary: Summary) -> Map<String, Value> {
     let mut meta = Map::new();
     meta.insert("period".into(), json!(summary.period));
     meta.insert("from".into(), json!(summary.from.to_string()));
@@ -79,7 +86,7 @@ pub async fn summary(
     } else {
         meta.insert("totals".into(), json!(summary.totals));
     }
-    Ok(document(meta))
+    meta
 }
 
 /// `2026-12-07T10:00:00Z`: buckets start on whole minutes.
@@ -124,11 +131,18 @@ pub async fn series(
     req: HttpRequest,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = state.authenticate(&req).await?;
-    media::check_accept(&req)?;
-    let params = params(&req, true)?;
+    let admitted = state
+        .intake(&req)
+        .query_with(|raw, _, _| params(raw, true))
+        .admit()
+        .await?;
     let now = state.service.now();
-    let series = usage_report::series(state.usage.as_ref(), &actor, now, &params).await?;
+    let series =
+        usage_report::series(state.usage.as_ref(), &admitted.actor, now, &admitted.query).await?;
+    Ok(document(series_meta(&series)))
+}
+
+fn series_meta(series: &Series) -> Map<String, Value> {
     let mut meta = Map::new();
     meta.insert("period".into(), json!(series.period));
     meta.insert("interval".into(), json!(series.interval));
@@ -144,7 +158,7 @@ pub async fn series(
             .collect();
         meta.insert("series".into(), Value::Array(items));
     }
-    Ok(document(meta))
+    meta
 }
 
 /// The export as CSV: a header of [`EXPORT_COLUMNS`], then one line per row (the CLI prints
@@ -181,15 +195,12 @@ pub fn export_json(month: &str, lines: &[ExportLine]) -> Value {
     json!({"month": month, "columns": EXPORT_COLUMNS, "rows": lines})
 }
 
-/// `GET /api/usage/export?filter[month]=2026-11&format=csv|json` (administrators).
-pub async fn export(
-    req: HttpRequest,
-    state: web::Data<AdminState>,
-) -> Result<HttpResponse, ApiError> {
-    let actor = state.authenticate(&req).await?;
+/// The export's query: `filter[month]` (checked once present) and `format` (`json` unless
+/// `csv`).
+fn export_params(raw: &str) -> Result<(Option<String>, String), ApiError> {
     let mut month = None;
     let mut format = "json".to_owned();
-    for (name, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+    for (name, value) in url::form_urlencoded::parse(raw.as_bytes()) {
         match name.as_ref() {
             "filter[month]" => month = Some(value.into_owned()),
             "format" if matches!(value.as_ref(), "csv" | "json") => format = value.into_owned(),
@@ -207,6 +218,22 @@ pub async fn export(
             }
         }
     }
+    Ok((month, format))
+}
+
+/// `GET /api/usage/export?filter[month]=2026-11&format=csv|json` (administrators).
+pub async fn export(
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    // `Accept` matters only for the JSON:API answer, so it is checked once the format is known.
+    let admitted = state
+        .intake(&req)
+        .any_accept()
+        .query_with(|raw, _, _| export_params(raw))
+        .admit()
+        .await?;
+    let (month, format) = admitted.query;
     if format == "json" {
         media::check_accept(&req)?;
     }
@@ -216,15 +243,15 @@ pub async fn export(
             "filter[month] (YYYY-MM) is required",
         ));
     };
-    let lines = usage_report::export(state.usage.as_ref(), &actor, &month).await?;
+    let lines = usage_report::export(state.usage.as_ref(), &admitted.actor, &month).await?;
     if format == "csv" {
         return Ok(HttpResponse::Ok()
             .insert_header(("Content-Type", "text/csv; charset=utf-8"))
             .body(export_csv(&lines)));
     }
-    let mut meta = Map::new();
-    if let Value::Object(body) = export_json(&month, &lines) {
-        meta = body;
-    }
+    let meta = match export_json(&month, &lines) {
+        Value::Object(body) => body,
+        _ => Map::new(),
+    };
     Ok(document(meta))
 }

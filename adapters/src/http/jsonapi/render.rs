@@ -2,7 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use actix_web::{HttpResponse, http::StatusCode};
+use actix_web::{
+    HttpResponse,
+    http::{StatusCode, header},
+};
 use serde_json::{Map, Value, json};
 use tollgate_domain::{
     Actor, Role, Row,
@@ -208,6 +211,14 @@ pub fn self_link(path: &str, raw_query: &str) -> String {
     } else {
         format!("{path}?{raw_query}")
     }
+}
+
+/// `response` with a `Location` header naming `location`.
+pub fn with_location(mut response: HttpResponse, location: &str) -> HttpResponse {
+    if let Ok(value) = header::HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
 }
 
 pub fn json_api(status: StatusCode, body: Value) -> HttpResponse {
