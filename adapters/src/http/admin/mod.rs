@@ -10,7 +10,6 @@ mod relationships;
 pub mod reset_queue;
 mod resources;
 pub mod usage;
-mod usage_openapi;
 mod webhooks;
 
 use actix_web::{HttpResponse, web};
