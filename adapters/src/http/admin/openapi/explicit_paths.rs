@@ -2,6 +2,20 @@
 
 use super::*;
 
+/// A plain JSON response of any object.
+fn any_json(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new().schema(Some(any_object())).build(),
+    )
+}
+
+/// A GET that needs no authentication.
+fn public_get(paths: PathsBuilder, path: &str, mut op: Operation) -> PathsBuilder {
+    op.security = Some(vec![SecurityRequirement::default()]);
+    paths.path(path, PathItem::new(HttpMethod::Get, op))
+}
+
 /// The endpoints that are not generic per resource type.
 pub(super) fn explicit_paths(mut paths: PathsBuilder) -> PathsBuilder {
     let text = |paths: PathsBuilder, path: &str, tag: &str, summary: &str, ct: &str| {
@@ -27,9 +41,8 @@ pub(super) fn explicit_paths(mut paths: PathsBuilder) -> PathsBuilder {
                     )
                     .build(),
             )
-            .securities(Some([SecurityRequirement::default()]))
             .build();
-        paths.path(path, PathItem::new(HttpMethod::Get, op))
+        public_get(paths, path, op)
     };
     let plain_json = |paths: PathsBuilder, path: &str, summary: &str| {
         let op = OperationBuilder::new()
@@ -50,17 +63,10 @@ pub(super) fn explicit_paths(mut paths: PathsBuilder) -> PathsBuilder {
             )
             .response(
                 "503",
-                ResponseBuilder::new()
-                    .description("Not ready (the database or the configuration is unavailable).")
-                    .content(
-                        "application/json",
-                        ContentBuilder::new().schema(Some(any_object())).build(),
-                    )
-                    .build(),
+                any_json("Not ready (the database or the configuration is unavailable)."),
             )
-            .securities(Some([SecurityRequirement::default()]))
             .build();
-        paths.path(path, PathItem::new(HttpMethod::Get, op))
+        public_get(paths, path, op)
     };
     paths = plain_json(paths, "/health", "Liveness: the process answers.");
     paths = plain_json(
@@ -99,19 +105,9 @@ pub(super) fn explicit_paths(mut paths: PathsBuilder) -> PathsBuilder {
             .operation_id(Some("get_docs_openapi_json"))
             .summary(Some("This OpenAPI document (JSON)."))
             .tag("docs")
-            .response(
-                "200",
-                ResponseBuilder::new()
-                    .description("The OpenAPI 3.1 document.")
-                    .content(
-                        "application/json",
-                        ContentBuilder::new().schema(Some(any_object())).build(),
-                    )
-                    .build(),
-            )
-            .securities(Some([SecurityRequirement::default()]))
+            .response("200", any_json("The OpenAPI 3.1 document."))
             .build();
-        paths.path("/docs/openapi.json", PathItem::new(HttpMethod::Get, op))
+        public_get(paths, "/docs/openapi.json", op)
     };
     paths = text(
         paths,

@@ -113,13 +113,18 @@ pub(super) fn type_const(type_name: &str) -> RefOr<Schema> {
     ty(Type::String).enum_values(Some([type_name])).into()
 }
 
-pub(super) fn relationship_schema(rel: &RelSpec) -> RefOr<Schema> {
+/// The `data` of a relationship: identifiers of its target, an array when to-many.
+fn linkage_data(rel: &RelSpec) -> RefOr<Schema> {
     let target = type_name_pascal(rel.target);
-    let data = if rel.is_to_many() {
+    if rel.is_to_many() {
         array_of(reference(&format!("{target}Identifier")))
     } else {
         nullable_ref(&format!("{target}Identifier"))
-    };
+    }
+}
+
+pub(super) fn relationship_schema(rel: &RelSpec) -> RefOr<Schema> {
+    let data = linkage_data(rel);
     let object = ty(Type::Object)
         .property("data", data)
         .property("links", reference("RelationshipLinks"))
@@ -133,12 +138,7 @@ pub(super) fn relationship_schema(rel: &RelSpec) -> RefOr<Schema> {
 }
 
 pub(super) fn linkage_input(rel: &RelSpec) -> RefOr<Schema> {
-    let target = type_name_pascal(rel.target);
-    let data = if rel.is_to_many() {
-        array_of(reference(&format!("{target}Identifier")))
-    } else {
-        nullable_ref(&format!("{target}Identifier"))
-    };
+    let data = linkage_data(rel);
     ty(Type::Object)
         .property("data", data)
         .required("data")
