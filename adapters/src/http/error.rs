@@ -514,3 +514,62 @@ impl From<ReportError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn every_code_is_distinct_upper_snake_with_an_error_status() {
+        let mut seen = HashSet::new();
+        for code in ErrorCode::ALL {
+            let text = code.as_str();
+            assert!(seen.insert(text), "{text} twice");
+            assert!(
+                text.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{text}"
+            );
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+            assert!(!code.title().is_empty());
+        }
+        assert_eq!(ErrorCode::ALL.len(), 41);
+        assert_eq!(
+            ErrorCode::WebhookUrlForbidden.status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(ErrorCode::ServiceUnavailable.status().as_u16(), 503);
+    }
+
+    #[test]
+    fn the_problem_kind_chooses_the_422_code() {
+        let err: ApiError = DomainError::Invalid(vec![
+            Problem::forbidden_destination("url", "url points to a private address"),
+            Problem::invalid_attr("events", "events needs at least one entry"),
+        ])
+        .into();
+        assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let codes: Vec<ErrorCode> = err.errors.iter().map(|e| e.code).collect();
+        assert_eq!(
+            codes,
+            [ErrorCode::WebhookUrlForbidden, ErrorCode::ValidationError]
+        );
+        let document = err.document();
+        assert_eq!(document["errors"][0]["code"], "WEBHOOK_URL_FORBIDDEN");
+        assert_eq!(document["errors"][0]["title"], "Webhook URL forbidden");
+        assert_eq!(
+            document["errors"][1]["source"]["pointer"],
+            "/data/attributes/events"
+        );
+    }
+
+    #[test]
+    fn login_throttling_carries_retry_after_twice() {
+        let err: ApiError = LoginError::Throttled { retry_after: 12 }.into();
+        assert_eq!(err.code(), "TOO_MANY_LOGIN_ATTEMPTS");
+        assert_eq!(err.status.as_u16(), 429);
+        assert_eq!(err.errors[0].meta, Some(json!({"retry_after": 12})));
+        assert!(err.headers.contains(&("Retry-After", "12".to_owned())));
+    }
+}
