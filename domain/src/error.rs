@@ -15,6 +15,9 @@ pub enum ProblemKind {
     ReadOnlyAttribute,
     UnknownRelationship,
     Invalid,
+    /// A destination URL whose host is or resolves to a loopback, private or link-local
+    /// address while private destinations are not allowed (webhooks.md §5a).
+    ForbiddenDestination,
 }
 
 /// One 422 problem; all problems of a request are reported together, in document order.
@@ -30,6 +33,14 @@ impl Problem {
         Self {
             member: Member::Attribute(name.to_owned()),
             kind: ProblemKind::Invalid,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn forbidden_destination(name: &str, detail: impl Into<String>) -> Self {
+        Self {
+            member: Member::Attribute(name.to_owned()),
+            kind: ProblemKind::ForbiddenDestination,
             detail: detail.into(),
         }
     }

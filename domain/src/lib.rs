@@ -17,6 +17,7 @@ pub mod resources;
 pub mod schema;
 pub mod secrets;
 pub mod service;
+pub mod session_recycle;
 pub mod sessions;
 pub mod timestamp;
 

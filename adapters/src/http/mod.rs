@@ -8,4 +8,4 @@ pub mod jsonapi;
 pub mod proxy;
 pub mod request_id;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};

@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod checks;
 pub mod events;
+pub mod group_members;
 pub mod groups;
 pub mod plans;
 pub mod routes;

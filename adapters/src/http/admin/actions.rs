@@ -3,20 +3,21 @@
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use serde_json::{Value, json};
 use tollgate_domain::{
-    DomainError,
-    resources::{api_keys, groups},
-    service::{Identifier, Link, RelInput, ResourceRules, WriteInput},
+    Actor,
+    resources::{
+        api_keys,
+        group_members::{self, Edit},
+        groups,
+    },
+    service::{RelInput, ResourceRules},
 };
 
-use super::{
-    context::{AdminState, read_body},
-    relationships,
-};
+use super::{context::AdminState, relationships, resources::path_segment};
 use crate::http::{
-    error::ApiError,
+    error::{ApiError, ErrorCode},
     jsonapi::{
-        document, media,
-        query::{self, Families},
+        document::{self, Document},
+        query::{Families, Params},
         render,
     },
 };
@@ -27,40 +28,34 @@ pub async fn revoke_api_key(
     body: web::Payload,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    let rules = &api_keys::ApiKeys;
-    let schema = rules.schema();
-    let actor = state.authenticate(&req).await?;
-    media::check_accept(&req)?;
-    read_body(&req, body).await?;
-    let params = query::parse(
-        req.query_string(),
-        schema,
-        Families::Single,
-        actor.role,
-        state.service.now(),
-    )?;
-    let id = req.match_info().get("id").unwrap_or_default().to_owned();
+    let admitted = state
+        .intake(&req)
+        .body(body)
+        .query(api_keys::ApiKeys.schema(), Families::Single)
+        .admit()
+        .await?;
+    let id = path_segment(&req, "id");
     let key_id = id.clone();
     state
         .service
-        .transact(&actor, move |ctx| {
+        .transact(&admitted.actor, move |ctx| {
             Box::pin(async move { api_keys::revoke(ctx, &key_id).await })
         })
         .await?;
-    let doc = api_key_document(&state, &actor, &params, &id).await?;
+    let doc = api_key_document(&state, &admitted.actor, &admitted.query, &id).await?;
     Ok(render::json_api(StatusCode::OK, doc))
 }
 
 /// The key as the caller now sees it: the answer of the key actions (revoke, rotate).
-pub(super) async fn api_key_document(
+async fn api_key_document(
     state: &AdminState,
-    actor: &tollgate_domain::Actor,
-    params: &query::Params,
+    actor: &Actor,
+    params: &Params,
     id: &str,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<Value, ApiError> {
     let rules = &api_keys::ApiKeys;
     let row = state.service.get(actor, rules, id).await?;
-    let self_href = render::resource_path(rules.schema(), id);
+    let href = render::resource_path(rules.schema(), id);
     render::one_document(
         &state.service,
         actor,
@@ -68,7 +63,7 @@ pub(super) async fn api_key_document(
         rules.schema(),
         row,
         None,
-        self_href,
+        href,
     )
     .await
 }
@@ -78,7 +73,7 @@ pub async fn add_members(
     body: web::Payload,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    edit_members(req, body, state, true).await
+    edit_members(req, body, state, Edit::Add).await
 }
 
 pub async fn remove_members(
@@ -86,7 +81,7 @@ pub async fn remove_members(
     body: web::Payload,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    edit_members(req, body, state, false).await
+    edit_members(req, body, state, Edit::Remove).await
 }
 
 /// `POST`/`DELETE /api/groups/{id}/relationships/members`: add or remove the listed users
@@ -95,121 +90,37 @@ async fn edit_members(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AdminState>,
-    add: bool,
+    edit: Edit,
 ) -> Result<HttpResponse, ApiError> {
     let rules: &'static dyn ResourceRules = &groups::Groups;
-    let rel = relationships::relationship(rules, &req)?;
-    if rel.name != "members" {
-        return Err(
-            ApiError::new("METHOD_NOT_ALLOWED", "only members can be added or removed")
-                .with_header("Allow", "GET, PATCH"),
-        );
+    if relationships::relationship(rules, &req)?.name != "members" {
+        return Err(ApiError::method_not_allowed("GET, PATCH"));
     }
-    let actor = state.authenticate(&req).await?;
-    media::check_accept(&req)?;
-    let body = read_body(&req, body).await?;
-    query::parse(
-        req.query_string(),
-        rules.schema(),
-        Families::Nothing,
-        actor.role,
-        state.service.now(),
-    )?;
-    let RelInput::Many(listed) = document::parse_linkage_document(&body)? else {
-        return Err(ApiError::pointer(
-            "INVALID_DOCUMENT",
+    let admitted = state
+        .intake(&req)
+        .body(body)
+        .query(rules.schema(), Families::Nothing)
+        .admit()
+        .await?;
+    let RelInput::Many(listed) = document::parse_linkage_document(&admitted.body)? else {
+        return Err(ApiError::invalid_document(
             "/data",
             "data must be an array of resource identifiers",
         ));
     };
-    let id = req.match_info().get("id").unwrap_or_default().to_owned();
-    // The group must exist and be visible before its members are read.
-    state.service.get(&actor, rules, &id).await?;
-    let users: &'static dyn ResourceRules = &tollgate_domain::resources::users::Users;
-    let current: Vec<Link> = state
-        .service
-        .to_many_links(&actor, rel, users, std::slice::from_ref(&id))
-        .await?
-        .remove(&id)
-        .unwrap_or_default();
-    let mut next: Vec<Identifier> = current
-        .iter()
-        .filter(|link| add || !listed.iter().any(|l| l.id == link.id))
-        .map(|link| Identifier {
-            type_name: "users".into(),
-            id: link.id.clone(),
-            meta: link.role.as_ref().map(|r| serde_json::json!({"role": r})),
-        })
-        .collect();
-    for (index, identifier) in listed.iter().enumerate() {
-        if identifier.type_name != "users" {
-            return Err(ApiError::pointer(
-                "TYPE_MISMATCH",
-                format!("/data/{index}/type"),
-                "members are users",
-            ));
-        }
-    }
-    if add {
-        for (index, identifier) in listed.iter().enumerate() {
-            // Only an absent user is RELATED_NOT_FOUND; a store failure keeps its own answer.
-            match state.service.get(&actor, users, &identifier.id).await {
-                Ok(_) => {}
-                Err(DomainError::NotFound) => {
-                    return Err(ApiError::pointer(
-                        "RELATED_NOT_FOUND",
-                        format!("/data/{index}"),
-                        "no such user",
-                    ));
-                }
-                Err(other) => return Err(other.into()),
-            }
-        }
-    }
-    if add {
-        next.extend(
-            listed
-                .into_iter()
-                .filter(|l| !current.iter().any(|c| c.id == l.id)),
-        );
-    }
-    let input = WriteInput {
-        attributes: Vec::new(),
-        relationships: vec![("members".into(), RelInput::Many(next))],
-    };
-    let written = state
-        .service
-        .update(&actor, rules, &id, input, &state.registry())
+    let id = path_segment(&req, "id");
+    let links = group_members::edit_members(&state.service, &admitted.actor, &id, listed, edit)
         .await
         .map_err(|e| ApiError::from(e).repoint_relationship())?;
-    let rows = [written.row];
-    let params = query::parse(
-        "",
-        rules.schema(),
-        Families::Single,
-        actor.role,
-        state.service.now(),
-    )?;
-    let mut compound =
-        render::resolve(&state.service, &actor, &params, rules.schema(), &rows).await?;
-    let links = state
-        .service
-        .to_many_links(&actor, rel, users, std::slice::from_ref(&id))
-        .await?
-        .remove(&id)
-        .unwrap_or_default();
-    compound
-        .linkage
-        .set("groups", &id, "members", links.clone());
-    let doc = serde_json::json!({
-        "jsonapi": {"version": "1.1"},
-        "links": {
-            "self": req.path(),
-            "related": format!("{}/members", render::resource_path(rules.schema(), &id)),
-            "describedby": "/docs/openapi.json",
-        },
-        "data": links.iter().map(|l| render::identifier("users", l)).collect::<Vec<_>>(),
-    });
+    let related = format!("{}/members", render::resource_path(rules.schema(), &id));
+    let data: Vec<Value> = links
+        .iter()
+        .map(|l| render::identifier("users", l))
+        .collect();
+    let doc = Document::new()
+        .links(req.path(), Some(related))
+        .member("data", data)
+        .build();
     Ok(render::json_api(StatusCode::OK, doc))
 }
 
@@ -219,24 +130,21 @@ fn grace_seconds(body: &[u8]) -> Result<i64, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(api_keys::DEFAULT_ROTATION_GRACE_SECONDS);
     }
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new("INVALID_JSON", format!("the body is not JSON: {e}")))?;
+    let doc: Value = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
     let data = doc
         .get("data")
         .and_then(Value::as_object)
-        .ok_or_else(|| ApiError::pointer("INVALID_DOCUMENT", "/data", "data must be an object"))?;
+        .ok_or_else(|| ApiError::invalid_document("/data", "data must be an object"))?;
     match data.get("type").and_then(Value::as_str) {
         Some("api_key_rotations") => {}
         Some(other) => {
-            return Err(ApiError::pointer(
-                "TYPE_MISMATCH",
+            return Err(ApiError::type_mismatch(
                 "/data/type",
                 format!("expected api_key_rotations, got {other}"),
             ));
         }
         None => {
-            return Err(ApiError::pointer(
-                "INVALID_DOCUMENT",
+            return Err(ApiError::invalid_document(
                 "/data/type",
                 "data.type is required",
             ));
@@ -246,8 +154,7 @@ fn grace_seconds(body: &[u8]) -> Result<i64, ApiError> {
         .keys()
         .find(|k| !matches!(k.as_str(), "type" | "attributes"))
     {
-        return Err(ApiError::pointer(
-            "INVALID_DOCUMENT",
+        return Err(ApiError::invalid_document(
             format!("/data/{member}"),
             format!("{member} is not allowed here"),
         ));
@@ -256,15 +163,11 @@ fn grace_seconds(body: &[u8]) -> Result<i64, ApiError> {
         return Ok(api_keys::DEFAULT_ROTATION_GRACE_SECONDS);
     };
     let attributes = attributes.as_object().ok_or_else(|| {
-        ApiError::pointer(
-            "INVALID_DOCUMENT",
-            "/data/attributes",
-            "attributes must be an object",
-        )
+        ApiError::invalid_document("/data/attributes", "attributes must be an object")
     })?;
     if let Some(unknown) = attributes.keys().find(|k| *k != "grace_seconds") {
         return Err(ApiError::pointer(
-            "UNKNOWN_ATTRIBUTE",
+            ErrorCode::UnknownAttribute,
             format!("/data/attributes/{unknown}"),
             format!("{unknown} is not an attribute of api_key_rotations"),
         ));
@@ -276,7 +179,7 @@ fn grace_seconds(body: &[u8]) -> Result<i64, ApiError> {
             .filter(|g| (0..=api_keys::MAX_ROTATION_GRACE_SECONDS).contains(g))
             .ok_or_else(|| {
                 ApiError::pointer(
-                    "VALIDATION_ERROR",
+                    ErrorCode::ValidationError,
                     "/data/attributes/grace_seconds",
                     "grace_seconds must be an integer from 0 to 604800",
                 )
@@ -290,24 +193,18 @@ pub async fn rotate_api_key(
     body: web::Payload,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    let rules = &api_keys::ApiKeys;
-    let schema = rules.schema();
-    let actor = state.authenticate(&req).await?;
-    media::check_accept(&req)?;
-    let body = read_body(&req, body).await?;
-    let grace = grace_seconds(&body)?;
-    let params = query::parse(
-        req.query_string(),
-        schema,
-        Families::Single,
-        actor.role,
-        state.service.now(),
-    )?;
-    let id = req.match_info().get("id").unwrap_or_default().to_owned();
+    let admitted = state
+        .intake(&req)
+        .body(body)
+        .query(api_keys::ApiKeys.schema(), Families::Single)
+        .admit()
+        .await?;
+    let grace = grace_seconds(&admitted.body)?;
+    let id = path_segment(&req, "id");
     let key_id = id.clone();
     let (row, secret) = state
         .service
-        .transact(&actor, move |ctx| {
+        .transact(&admitted.actor, move |ctx| {
             Box::pin(async move { api_keys::rotate(ctx, &key_id, grace).await })
         })
         .await?;
@@ -315,7 +212,7 @@ pub async fn rotate_api_key(
         .get("previous_key_expires_at")
         .and_then(Value::as_i64)
         .map(|ms| tollgate_domain::Timestamp::from_millis(ms).to_string());
-    let mut doc = api_key_document(&state, &actor, &params, &id).await?;
+    let mut doc = api_key_document(&state, &admitted.actor, &admitted.query, &id).await?;
     doc["data"]["meta"] = json!({"key": secret, "previous_key_expires_at": previous_until});
     Ok(render::json_api(StatusCode::OK, doc))
 }

@@ -4,18 +4,18 @@ use actix_session::Session;
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use serde_json::{Map, Value, json};
 use tollgate_domain::{
-    AuthMethod, Problem,
-    auth::LoginError,
+    Actor, AuthMethod, Problem, Role, Row, Timestamp,
+    auth::Login,
     resources::users::{self, Users},
-    service::{ResourceRules, WriteInput},
+    service::WriteInput,
+    session_recycle,
 };
 
-use super::context::{AdminState, read_body};
+use super::{context::AdminState, resources::path_segment};
 use crate::http::{
     error::ApiError,
     jsonapi::{
-        document::{self, Expect},
-        media,
+        document::{self, Document, Expect},
         query::{self, Families},
         render,
     },
@@ -65,9 +65,20 @@ fn string_attributes_with(
     }
 }
 
-/// An auth endpoint's body: `Accept`, media type, size, no query parameters, a document of the
-/// fixed `type_name`, and exactly the named string attributes.
-async fn fixed_body(
+/// An auth document of the fixed `type_name` with exactly the named string attributes.
+fn fixed_attributes(
+    body: &[u8],
+    type_name: &str,
+    wanted: &[&str],
+    optional: &[&str],
+) -> Result<Map<String, Value>, ApiError> {
+    let input = document::parse_resource(body, Expect::Fixed { type_name })?;
+    string_attributes_with(&input, wanted, optional)
+}
+
+/// The body of a public auth endpoint: `Accept`, media type, size, no query parameters, then
+/// [`fixed_attributes`].
+async fn public_body(
     req: &HttpRequest,
     body: web::Payload,
     state: &AdminState,
@@ -75,29 +86,23 @@ async fn fixed_body(
     wanted: &[&str],
     optional: &[&str],
 ) -> Result<Map<String, Value>, ApiError> {
-    media::check_accept(req)?;
-    let body = read_body(req, body).await?;
-    query::parse(
-        req.query_string(),
-        &users::SCHEMA,
-        Families::Nothing,
-        tollgate_domain::Role::User,
-        state.service.now(),
-    )?;
-    let input = document::parse_resource(&body, Expect::Fixed { type_name })?;
-    string_attributes_with(&input, wanted, optional)
+    let admitted = state
+        .intake(req)
+        .body(body)
+        .query(&users::SCHEMA, Families::Nothing)
+        .admit_public()
+        .await?;
+    fixed_attributes(&admitted.body, type_name, wanted, optional)
+}
+
+fn text<'a>(attrs: &'a Map<String, Value>, name: &str) -> &'a str {
+    attrs.get(name).and_then(Value::as_str).unwrap_or_default()
 }
 
 /// The `users` resource object of a row, as the caller sees it.
-fn user_object(row: &tollgate_domain::Row, role: tollgate_domain::Role) -> Value {
-    let params = query::parse(
-        "",
-        &users::SCHEMA,
-        Families::Single,
-        role,
-        tollgate_domain::Timestamp::now(),
-    )
-    .unwrap_or_else(|_| unreachable!("empty query"));
+fn user_object(row: &Row, role: Role, now: Timestamp) -> Value {
+    let params = query::parse("", &users::SCHEMA, Families::Single, role, now)
+        .unwrap_or_else(|_| unreachable!("empty query"));
     render::resource_object(
         &users::SCHEMA,
         row,
@@ -115,9 +120,8 @@ pub async fn login(
     session: Session,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    let attrs = fixed_body(&req, body, &state, "sessions", &["email", "password"], &[]).await?;
-    let email = attrs["email"].as_str().unwrap_or_default();
-    let password = attrs["password"].as_str().unwrap_or_default();
+    let attrs = public_body(&req, body, &state, "sessions", &["email", "password"], &[]).await?;
+    let (email, password) = (text(&attrs, "email"), text(&attrs, "password"));
     start_session(&req, &session, &state, email, password, StatusCode::OK).await
 }
 
@@ -131,32 +135,26 @@ async fn start_session(
     status: StatusCode,
 ) -> Result<HttpResponse, ApiError> {
     let previous_sid = session.get::<String>("sid").ok().flatten();
+    let ip = state.client_ip(req);
     let login = state
         .auth
-        .login(
-            email,
-            password,
-            &state.client_ip(req),
-            previous_sid.as_deref(),
-        )
-        .await
-        .map_err(|err| match err {
-            LoginError::InvalidCredentials => {
-                ApiError::new("INVALID_CREDENTIALS", "wrong email or password")
-            }
-            LoginError::Inactive => ApiError::new("ACCOUNT_INACTIVE", "the account is not active"),
-            LoginError::Throttled { retry_after } => {
-                let mut error = ApiError::new(
-                    "TOO_MANY_LOGIN_ATTEMPTS",
-                    "too many failed logins; try again later",
-                )
-                .with_header("Retry-After", retry_after.to_string());
-                error.errors[0].meta = Some(json!({"retry_after": retry_after}));
-                error
-            }
-            LoginError::Store(cause) => tollgate_domain::DomainError::from(cause).into(),
-        })?;
-    // A new session id on every login: whatever session came with the request is dropped.
+        .login(email, password, &ip, previous_sid.as_deref())
+        .await?;
+    let (user_id, role) = remember(session, &login)?;
+    let doc = session_document(req, &login, &user_id, role, state.service.now());
+    let response = render::json_api(status, doc);
+    if status == StatusCode::CREATED {
+        return Ok(render::with_location(
+            response,
+            &format!("/api/users/{user_id}"),
+        ));
+    }
+    Ok(response)
+}
+
+/// A new session id on every login: whatever session came with the request is dropped, and
+/// the cookie names the new session, its user and role.
+fn remember(session: &Session, login: &Login) -> Result<(String, Role), ApiError> {
     session.clear();
     session.renew();
     let user_id = login.user["id"].as_str().unwrap_or_default().to_owned();
@@ -170,37 +168,37 @@ async fn start_session(
             .insert(name, value)
             .map_err(|e| ApiError::internal(format!("session state: {e}")))?;
     }
-    let role = tollgate_domain::Role::parse(&role).unwrap_or(tollgate_domain::Role::User);
-    let doc = json!({
-        "jsonapi": {"version": "1.1"},
-        "links": {"self": req.path(), "describedby": "/docs/openapi.json"},
-        "data": {
-            "type": "sessions",
-            "id": login.session_id,
-            "attributes": {
-                "token": login.token,
-                "token_type": "Bearer",
-                "token_expires_at": login.token_expires_at.to_string(),
-                "expires_at": login.expires_at.to_string(),
-            },
-            "relationships": {"user": {"data": {"type": "users", "id": user_id}}},
+    Ok((user_id, Role::parse(&role).unwrap_or(Role::User)))
+}
+
+/// The `sessions` document of a login, its user included.
+fn session_document(
+    req: &HttpRequest,
+    login: &Login,
+    user_id: &str,
+    role: Role,
+    now: Timestamp,
+) -> Value {
+    let data = json!({
+        "type": "sessions",
+        "id": login.session_id,
+        "attributes": {
+            "token": login.token,
+            "token_type": "Bearer",
+            "token_expires_at": login.token_expires_at.to_string(),
+            "expires_at": login.expires_at.to_string(),
         },
-        "included": [user_object(&login.user, role)],
+        "relationships": {"user": {"data": {"type": "users", "id": user_id}}},
     });
-    let mut response = render::json_api(status, doc);
-    if status == StatusCode::CREATED
-        && let Ok(location) =
-            actix_web::http::header::HeaderValue::from_str(&format!("/api/users/{user_id}"))
-    {
-        response
-            .headers_mut()
-            .insert(actix_web::http::header::LOCATION, location);
-    }
-    Ok(response)
+    Document::new()
+        .links(req.path(), None)
+        .member("data", data)
+        .member("included", json!([user_object(&login.user, role, now)]))
+        .build()
 }
 
 /// The caller's own id, or 404 (a system actor has none).
-fn own_id(actor: &tollgate_domain::Actor) -> Result<String, ApiError> {
+fn own_id(actor: &Actor) -> Result<String, ApiError> {
     actor.user_id.clone().ok_or_else(ApiError::not_found)
 }
 
@@ -211,38 +209,33 @@ pub async fn update_me(
     session: Session,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = state.authenticate(&req).await?;
-    media::check_accept(&req)?;
-    let body = read_body(&req, body).await?;
-    let params = query::parse(
-        req.query_string(),
-        &users::SCHEMA,
-        Families::Single,
-        actor.role,
-        state.service.now(),
-    )?;
-    let id = own_id(&actor)?;
-    let input = document::parse_resource(
-        &body,
-        Expect::Update {
-            type_name: "users",
-            id: &id,
-        },
-    )?;
+    let admitted = state
+        .intake(&req)
+        .body(body)
+        .query(&users::SCHEMA, Families::Single)
+        .admit()
+        .await?;
+    let (actor, params) = (&admitted.actor, &admitted.query);
+    let id = own_id(actor)?;
+    let expect = Expect::Update {
+        type_name: "users",
+        id: &id,
+    };
+    let input = document::parse_resource(&admitted.body, expect)?;
     let changes_password = input.attributes.iter().any(|(n, _)| n == "password");
-    let row = state.accounts.update_me(&actor, input).await?;
+    let row = state.accounts.update_me(actor, input).await?;
     if changes_password && actor.method == Some(AuthMethod::Session) {
         session.renew();
     }
-    let self_href = render::self_link(req.path(), req.query_string());
+    let href = render::self_link(req.path(), req.query_string());
     let doc = render::one_document(
         &state.service,
-        &actor,
-        &params,
+        actor,
+        params,
         &users::SCHEMA,
         row,
         None,
-        self_href,
+        href,
     )
     .await?;
     Ok(render::json_api(StatusCode::OK, doc))
@@ -255,23 +248,19 @@ pub async fn change_password(
     session: Session,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = state.authenticate(&req).await?;
-    let attrs = fixed_body(
-        &req,
-        body,
-        &state,
-        "passwords",
-        &["current_password", "password"],
-        &[],
-    )
-    .await?;
+    let admitted = state
+        .intake(&req)
+        .body(body)
+        .query(&users::SCHEMA, Families::Nothing)
+        .admit()
+        .await?;
+    let wanted = ["current_password", "password"];
+    let attrs = fixed_attributes(&admitted.body, "passwords", &wanted, &[])?;
+    let (current, password) = (text(&attrs, "current_password"), text(&attrs, "password"));
+    let actor = &admitted.actor;
     state
         .accounts
-        .change_password(
-            &actor,
-            attrs["current_password"].as_str().unwrap_or_default(),
-            attrs["password"].as_str().unwrap_or_default(),
-        )
+        .change_password(actor, current, password)
         .await?;
     if actor.method == Some(AuthMethod::Session) {
         session.renew();
@@ -287,19 +276,11 @@ pub async fn register(
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
     if !state.service.ports().settings.allow_registration {
-        return Err(ApiError::new("NOT_FOUND", "no such path"));
+        return Err(ApiError::no_such_path());
     }
-    let attrs = fixed_body(
-        &req,
-        body,
-        &state,
-        "users",
-        &["email", "password"],
-        &["name"],
-    )
-    .await?;
-    let email = attrs["email"].as_str().unwrap_or_default();
-    let password = attrs["password"].as_str().unwrap_or_default();
+    let wanted = ["email", "password"];
+    let attrs = public_body(&req, body, &state, "users", &wanted, &["name"]).await?;
+    let (email, password) = (text(&attrs, "email"), text(&attrs, "password"));
     state
         .accounts
         .register(email, password, attrs.get("name").cloned())
@@ -311,7 +292,9 @@ pub async fn register(
 fn meta_message(message: &str) -> HttpResponse {
     render::json_api(
         StatusCode::OK,
-        json!({"jsonapi": {"version": "1.1"}, "meta": {"message": message}}),
+        Document::new()
+            .member("meta", json!({"message": message}))
+            .build(),
     )
 }
 
@@ -321,11 +304,9 @@ pub async fn forgot_password(
     body: web::Payload,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    let attrs = fixed_body(&req, body, &state, "password_resets", &["email"], &[]).await?;
+    let attrs = public_body(&req, body, &state, "password_resets", &["email"], &[]).await?;
     // Handled after the answer, which must not depend on what happens (nor take longer).
-    state
-        .resets
-        .submit(attrs["email"].as_str().unwrap_or_default());
+    state.resets.submit(text(&attrs, "email"));
     Ok(meta_message(
         "If that address is registered, a reset link has been sent.",
     ))
@@ -337,21 +318,11 @@ pub async fn reset_password(
     body: web::Payload,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    let attrs = fixed_body(
-        &req,
-        body,
-        &state,
-        "password_resets",
-        &["token", "password"],
-        &[],
-    )
-    .await?;
+    let wanted = ["token", "password"];
+    let attrs = public_body(&req, body, &state, "password_resets", &wanted, &[]).await?;
     state
         .accounts
-        .reset_password(
-            attrs["token"].as_str().unwrap_or_default(),
-            attrs["password"].as_str().unwrap_or_default(),
-        )
+        .reset_password(text(&attrs, "token"), text(&attrs, "password"))
         .await?;
     Ok(meta_message("The password has been changed."))
 }
@@ -363,15 +334,9 @@ pub async fn logout(
     session: Session,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = state.authenticate(&req).await?;
-    media::check_accept(&req)?;
-    read_body(&req, body).await?;
-    state
-        .auth
-        .logout(&actor)
-        .await
-        .map_err(ApiError::internal)?;
-    if actor.method == Some(AuthMethod::Session) {
+    let admitted = state.intake(&req).body(body).admit().await?;
+    state.auth.logout(&admitted.actor).await?;
+    if admitted.actor.method == Some(AuthMethod::Session) {
         session.purge();
         return Ok(HttpResponse::NoContent().finish());
     }
@@ -385,39 +350,25 @@ pub async fn logout(
 
 /// `GET /api/auth/me`: the caller as a `users` resource.
 pub async fn me(req: HttpRequest, state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
-    let actor = state.authenticate(&req).await?;
-    media::check_accept(&req)?;
-    let params = query::parse(
-        req.query_string(),
+    let admitted = state
+        .intake(&req)
+        .query(&users::SCHEMA, Families::Single)
+        .admit()
+        .await?;
+    let (actor, params) = (&admitted.actor, &admitted.query);
+    let row = state.service.get(actor, &Users, &own_id(actor)?).await?;
+    let href = render::self_link(req.path(), req.query_string());
+    let mut doc = render::one_document(
+        &state.service,
+        actor,
+        params,
         &users::SCHEMA,
-        Families::Single,
-        actor.role,
-        state.service.now(),
-    )?;
-    let id = actor.user_id.clone().ok_or_else(ApiError::not_found)?;
-    let rows = [state.service.get(&actor, &Users, &id).await?];
-    let compound = render::resolve(&state.service, &actor, &params, &users::SCHEMA, &rows).await?;
-    let mut meta = Map::new();
-    meta.insert(
-        "auth_method".into(),
-        json!(actor.method.map(|m| m.as_str())),
-    );
-    let data = render::resource_object(
-        &users::SCHEMA,
-        &rows[0],
-        actor.role,
-        &params,
-        &compound.linkage,
+        row,
         None,
-    );
-    let mut doc = render::single(
-        data,
-        Some(&compound),
-        actor.role,
-        &params,
-        render::self_link(req.path(), req.query_string()),
-    );
-    doc["meta"] = Value::Object(meta);
+        href,
+    )
+    .await?;
+    doc["meta"] = json!({"auth_method": actor.method.map(|m| m.as_str())});
     Ok(render::json_api(StatusCode::OK, doc))
 }
 
@@ -429,16 +380,9 @@ pub async fn recycle_own(
     session: Session,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = state.authenticate(&req).await?;
-    media::check_accept(&req)?;
-    read_body(&req, body).await?;
-    let user_id = actor.user_id.clone().ok_or_else(ApiError::not_found)?;
-    state
-        .auth
-        .end_sessions(&user_id, actor.session_id.as_deref())
-        .await
-        .map_err(ApiError::internal)?;
-    if actor.method == Some(AuthMethod::Session) {
+    let admitted = state.intake(&req).body(body).admit().await?;
+    session_recycle::recycle_own(&state.auth, &admitted.actor).await?;
+    if admitted.actor.method == Some(AuthMethod::Session) {
         session.renew();
     }
     Ok(HttpResponse::NoContent().finish())
@@ -450,22 +394,8 @@ pub async fn recycle_user(
     body: web::Payload,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = state.authenticate(&req).await?;
-    media::check_accept(&req)?;
-    read_body(&req, body).await?;
-    let id = req.match_info().get("id").unwrap_or_default().to_owned();
-    let user = state.service.get(&actor, &Users, &id).await?;
-    if !actor.is_admin() {
-        return Err(ApiError::new(
-            "FORBIDDEN",
-            "only admins can end another user's sessions",
-        ));
-    }
-    let _ = Users.schema();
-    state
-        .auth
-        .end_sessions(user["id"].as_str().unwrap_or_default(), None)
-        .await
-        .map_err(ApiError::internal)?;
+    let admitted = state.intake(&req).body(body).admit().await?;
+    let id = path_segment(&req, "id");
+    session_recycle::recycle_user(&state.service, &state.auth, &admitted.actor, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

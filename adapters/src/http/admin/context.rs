@@ -5,13 +5,20 @@ use actix_session::SessionExt;
 use actix_web::{HttpMessage, HttpRequest, http::Method, web};
 use futures_util::StreamExt;
 use tollgate_domain::{
-    Actor, AuthMethod,
-    auth::{AuthError, Authentication, CookieSession, Presented},
+    Actor, AuthMethod, ResourceSchema, Role, Timestamp,
+    auth::{Authentication, CookieSession, Presented},
     resources,
     service::{ResourceRules, ResourceService},
 };
 
-use crate::http::{error::ApiError, jsonapi::media, request_id::RequestId};
+use crate::http::{
+    error::{ApiError, ErrorCode},
+    jsonapi::{
+        media,
+        query::{self, Families, Params},
+    },
+    request_id::RequestId,
+};
 
 /// Admin request bodies larger than this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -60,19 +67,7 @@ impl AdminState {
             session: cookie_session(req),
             request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
         };
-        let actor = self
-            .auth
-            .authenticate(&presented)
-            .await
-            .map_err(|err| match err {
-                AuthError::Missing => ApiError::unauthorized("authentication is required"),
-                AuthError::Invalid(detail) => ApiError::unauthorized(detail),
-                AuthError::Unavailable(cause) => {
-                    tracing::error!(%cause, "authentication store unavailable");
-                    ApiError::new("SERVICE_UNAVAILABLE", "the database is unavailable")
-                        .with_header("Retry-After", "5")
-                }
-            })?;
+        let actor = self.auth.authenticate(&presented).await?;
         if actor.method == Some(AuthMethod::Session) && is_write(req.method()) {
             self.check_origin(req)?;
         }
@@ -81,7 +76,8 @@ impl AdminState {
 
     /// CSRF: a cookie-authenticated write must come from the admin origin or an allowed one.
     fn check_origin(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        let rejected = |detail: &str| ApiError::header_source("CSRF_REJECTED", "Origin", detail);
+        let rejected =
+            |detail: &str| ApiError::header_source(ErrorCode::CsrfRejected, "Origin", detail);
         let origin = req
             .headers()
             .get("origin")
@@ -124,6 +120,97 @@ impl AdminState {
     }
 }
 
+/// What an admin request carries once its checks passed (errors.md §3 order): who acts, the
+/// parsed query and the body of the right media type and size.
+pub struct Admitted<A, Q> {
+    pub actor: A,
+    pub query: Q,
+    pub body: web::Bytes,
+}
+
+type QueryParser<'a, Q> = Box<dyn FnOnce(&str, Role, Timestamp) -> Result<Q, ApiError> + 'a>;
+
+/// The one admin request extractor: authentication (unless public) → `Accept` → body
+/// (`Content-Type`, size) → query parameters. Document checks follow in the handler, which
+/// knows the document it takes.
+pub struct Intake<'a, Q> {
+    req: &'a HttpRequest,
+    state: &'a AdminState,
+    accept: bool,
+    payload: Option<web::Payload>,
+    parse: QueryParser<'a, Q>,
+}
+
+impl AdminState {
+    /// Starts the checks of `req`; without `.query(…)` no query parameter is looked at.
+    pub fn intake<'a>(&'a self, req: &'a HttpRequest) -> Intake<'a, ()> {
+        Intake {
+            req,
+            state: self,
+            accept: true,
+            payload: None,
+            parse: Box::new(|_, _, _| Ok(())),
+        }
+    }
+}
+
+impl<'a, Q> Intake<'a, Q> {
+    /// The request may carry a body: 415 for another media type, 413 past [`MAX_BODY_BYTES`].
+    pub fn body(mut self, payload: web::Payload) -> Self {
+        self.payload = Some(payload);
+        self
+    }
+
+    /// `Accept` is left to the handler (an answer that is not JSON:API, such as CSV).
+    pub fn any_accept(mut self) -> Self {
+        self.accept = false;
+        self
+    }
+
+    /// The JSON:API query parameters of `families` for `schema`.
+    pub fn query(self, schema: &'static ResourceSchema, families: Families) -> Intake<'a, Params> {
+        self.query_with(move |raw, role, now| query::parse(raw, schema, families, role, now))
+    }
+
+    /// Query parameters read by an endpoint's own parser.
+    pub fn query_with<R>(
+        self,
+        parse: impl FnOnce(&str, Role, Timestamp) -> Result<R, ApiError> + 'a,
+    ) -> Intake<'a, R> {
+        Intake {
+            req: self.req,
+            state: self.state,
+            accept: self.accept,
+            payload: self.payload,
+            parse: Box::new(parse),
+        }
+    }
+
+    /// Runs the checks for an authenticated caller.
+    pub async fn admit(self) -> Result<Admitted<Actor, Q>, ApiError> {
+        let actor = self.state.authenticate(self.req).await?;
+        let role = actor.role;
+        self.rest(actor, role).await
+    }
+
+    /// Runs the checks of a public endpoint (login, register, password resets).
+    pub async fn admit_public(self) -> Result<Admitted<(), Q>, ApiError> {
+        self.rest((), Role::User).await
+    }
+
+    async fn rest<A>(self, actor: A, role: Role) -> Result<Admitted<A, Q>, ApiError> {
+        if self.accept {
+            media::check_accept(self.req)?;
+        }
+        let body = match self.payload {
+            Some(payload) => read_body(self.req, payload).await?,
+            None => web::Bytes::new(),
+        };
+        let query = (self.parse)(self.req.query_string(), role, self.state.service.now())?;
+        Ok(Admitted { actor, query, body })
+    }
+}
+
 fn is_write(method: &Method) -> bool {
     matches!(
         *method,
@@ -132,17 +219,14 @@ fn is_write(method: &Method) -> bool {
 }
 
 /// Reads the body after the media-type check: 415 for a body of another type, 413 past 1 MiB.
-pub async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-) -> Result<web::Bytes, ApiError> {
+async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<web::Bytes, ApiError> {
     if !media::has_body(req) {
         return Ok(web::Bytes::new());
     }
     media::check_content_type(req)?;
     let too_large = || {
         ApiError::new(
-            "PAYLOAD_TOO_LARGE",
+            ErrorCode::PayloadTooLarge,
             format!("the body exceeds {MAX_BODY_BYTES} bytes"),
         )
     };
@@ -159,7 +243,7 @@ pub async fn read_body(
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
             ApiError::new(
-                "INVALID_DOCUMENT",
+                ErrorCode::InvalidDocument,
                 format!("the body could not be read: {e}"),
             )
         })?;

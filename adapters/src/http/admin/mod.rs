@@ -10,7 +10,6 @@ mod relationships;
 pub mod reset_queue;
 mod resources;
 pub mod usage;
-mod usage_openapi;
 mod webhooks;
 
 use actix_web::{HttpResponse, web};
@@ -25,17 +24,11 @@ use crate::http::error::ApiError;
 fn not_allowed(
     allow: &'static str,
 ) -> impl Fn() -> std::future::Ready<Result<HttpResponse, ApiError>> + Clone {
-    move || {
-        std::future::ready(Err(ApiError::new(
-            "METHOD_NOT_ALLOWED",
-            format!("this path supports {allow}"),
-        )
-        .with_header("Allow", allow)))
-    }
+    move || std::future::ready(Err(ApiError::method_not_allowed(allow)))
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new("NOT_FOUND", "no such path"))
+    Err(ApiError::no_such_path())
 }
 
 async fn health() -> HttpResponse {

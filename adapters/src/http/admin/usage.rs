@@ -6,32 +6,19 @@ use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use serde_json::{Map, Value, json};
 use tollgate_domain::proxy::{
     usage::UsageTotals,
-    usage_report::{self, EXPORT_COLUMNS, ExportLine, Point, ReportError, UsageParams},
+    usage_report::{self, EXPORT_COLUMNS, ExportLine, Point, Series, Summary, UsageParams},
 };
 
 use super::context::AdminState;
 use crate::http::{
     error::ApiError,
-    jsonapi::{media, render},
+    jsonapi::{document::Document, media, render},
 };
 
-fn report_error(error: ReportError) -> ApiError {
-    match error {
-        ReportError::InvalidFilter { parameter, detail } => {
-            ApiError::parameter("INVALID_FILTER", parameter, detail)
-        }
-        ReportError::InvalidParameter { parameter, detail } => {
-            ApiError::parameter("INVALID_QUERY_PARAMETER", parameter, detail)
-        }
-        ReportError::Forbidden(detail) => ApiError::new("FORBIDDEN", detail),
-        ReportError::Store(e) => ApiError::internal(e),
-    }
-}
-
 /// The query string as [`UsageParams`]; `interval` says whether `filter[interval]` is taken.
-fn params(req: &HttpRequest, interval: bool) -> Result<UsageParams, ApiError> {
+fn params(raw: &str, interval: bool) -> Result<UsageParams, ApiError> {
     let mut params = UsageParams::default();
-    for (name, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+    for (name, value) in url::form_urlencoded::parse(raw.as_bytes()) {
         let value = value.into_owned();
         match name.as_ref() {
             "filter[period]" => params.period = Some(value),
@@ -43,8 +30,7 @@ fn params(req: &HttpRequest, interval: bool) -> Result<UsageParams, ApiError> {
             {
                 Some(filter) => params.filters.push((filter.to_owned(), value)),
                 None => {
-                    return Err(ApiError::parameter(
-                        "INVALID_QUERY_PARAMETER",
+                    return Err(ApiError::invalid_query_parameter(
                         other.to_owned(),
                         if interval {
                             "the series takes filter[period], filter[interval], group_by and filter[user|api_key|route|group]"
@@ -60,23 +46,25 @@ fn params(req: &HttpRequest, interval: bool) -> Result<UsageParams, ApiError> {
 }
 
 fn document(meta: Map<String, Value>) -> HttpResponse {
-    render::json_api(
-        StatusCode::OK,
-        json!({"jsonapi": {"version": "1.1"}, "meta": meta}),
-    )
+    render::json_api(StatusCode::OK, Document::new().member("meta", meta).build())
 }
 
 pub async fn summary(
     req: HttpRequest,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = state.authenticate(&req).await?;
-    media::check_accept(&req)?;
-    let params = params(&req, false)?;
+    let admitted = state
+        .intake(&req)
+        .query_with(|raw, _, _| params(raw, false))
+        .admit()
+        .await?;
     let now = state.service.now();
-    let summary = usage_report::summary(state.usage.as_ref(), &actor, now, &params)
-        .await
-        .map_err(report_error)?;
+    let summary =
+        usage_report::summary(state.usage.as_ref(), &admitted.actor, now, &admitted.query).await?;
+    Ok(document(summary_meta(summary)))
+}
+
+fn summary_meta(summary: Summary) -> Map<String, Value> {
     let mut meta = Map::new();
     meta.insert("period".into(), json!(summary.period));
     meta.insert("from".into(), json!(summary.from.to_string()));
@@ -98,7 +86,7 @@ pub async fn summary(
     } else {
         meta.insert("totals".into(), json!(summary.totals));
     }
-    Ok(document(meta))
+    meta
 }
 
 /// `2026-12-07T10:00:00Z`: buckets start on whole minutes.
@@ -143,13 +131,18 @@ pub async fn series(
     req: HttpRequest,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = state.authenticate(&req).await?;
-    media::check_accept(&req)?;
-    let params = params(&req, true)?;
+    let admitted = state
+        .intake(&req)
+        .query_with(|raw, _, _| params(raw, true))
+        .admit()
+        .await?;
     let now = state.service.now();
-    let series = usage_report::series(state.usage.as_ref(), &actor, now, &params)
-        .await
-        .map_err(report_error)?;
+    let series =
+        usage_report::series(state.usage.as_ref(), &admitted.actor, now, &admitted.query).await?;
+    Ok(document(series_meta(&series)))
+}
+
+fn series_meta(series: &Series) -> Map<String, Value> {
     let mut meta = Map::new();
     meta.insert("period".into(), json!(series.period));
     meta.insert("interval".into(), json!(series.interval));
@@ -165,7 +158,7 @@ pub async fn series(
             .collect();
         meta.insert("series".into(), Value::Array(items));
     }
-    Ok(document(meta))
+    meta
 }
 
 /// The export as CSV: a header of [`EXPORT_COLUMNS`], then one line per row (the CLI prints
@@ -202,55 +195,63 @@ pub fn export_json(month: &str, lines: &[ExportLine]) -> Value {
     json!({"month": month, "columns": EXPORT_COLUMNS, "rows": lines})
 }
 
-/// `GET /api/usage/export?filter[month]=2026-11&format=csv|json` (administrators).
-pub async fn export(
-    req: HttpRequest,
-    state: web::Data<AdminState>,
-) -> Result<HttpResponse, ApiError> {
-    let actor = state.authenticate(&req).await?;
+/// The export's query: `filter[month]` (checked once present) and `format` (`json` unless
+/// `csv`).
+fn export_params(raw: &str) -> Result<(Option<String>, String), ApiError> {
     let mut month = None;
     let mut format = "json".to_owned();
-    for (name, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+    for (name, value) in url::form_urlencoded::parse(raw.as_bytes()) {
         match name.as_ref() {
             "filter[month]" => month = Some(value.into_owned()),
             "format" if matches!(value.as_ref(), "csv" | "json") => format = value.into_owned(),
             "format" => {
-                return Err(ApiError::parameter(
-                    "INVALID_QUERY_PARAMETER",
+                return Err(ApiError::invalid_query_parameter(
                     "format",
                     "format is csv or json",
                 ));
             }
             other => {
-                return Err(ApiError::parameter(
-                    "INVALID_QUERY_PARAMETER",
+                return Err(ApiError::invalid_query_parameter(
                     other.to_owned(),
                     "the export takes filter[month] (YYYY-MM) and format (csv or json)",
                 ));
             }
         }
     }
+    Ok((month, format))
+}
+
+/// `GET /api/usage/export?filter[month]=2026-11&format=csv|json` (administrators).
+pub async fn export(
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    // `Accept` matters only for the JSON:API answer, so it is checked once the format is known.
+    let admitted = state
+        .intake(&req)
+        .any_accept()
+        .query_with(|raw, _, _| export_params(raw))
+        .admit()
+        .await?;
+    let (month, format) = admitted.query;
     if format == "json" {
         media::check_accept(&req)?;
     }
     let Some(month) = month else {
-        return Err(ApiError::parameter(
-            "INVALID_FILTER",
+        return Err(ApiError::invalid_filter(
             "filter[month]",
             "filter[month] (YYYY-MM) is required",
         ));
     };
-    let lines = usage_report::export(state.usage.as_ref(), &actor, &month)
-        .await
-        .map_err(report_error)?;
+    let lines = usage_report::export(state.usage.as_ref(), &admitted.actor, &month).await?;
     if format == "csv" {
         return Ok(HttpResponse::Ok()
             .insert_header(("Content-Type", "text/csv; charset=utf-8"))
             .body(export_csv(&lines)));
     }
-    let mut meta = Map::new();
-    if let Value::Object(body) = export_json(&month, &lines) {
-        meta = body;
-    }
+    let meta = match export_json(&month, &lines) {
+        Value::Object(body) => body,
+        _ => Map::new(),
+    };
     Ok(document(meta))
 }

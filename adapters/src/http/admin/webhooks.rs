@@ -1,50 +1,40 @@
 //! Webhook actions (test, rotate-secret, redeliver) and one delivery under its webhook.
 
-use actix_web::{
-    HttpRequest, HttpResponse,
-    http::{StatusCode, header},
-    web,
-};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use serde_json::{Map, Value, json};
 use tollgate_domain::{
     delivery,
     resources::{webhook_deliveries, webhooks},
+    schema::ResourceSchema,
     service::ResourceRules,
 };
 
-use super::context::{AdminState, read_body};
+use super::{
+    context::{AdminState, Admitted},
+    resources::path_segment,
+};
 use crate::http::{
     error::ApiError,
     jsonapi::{
-        media,
-        query::{self, Families},
+        query::{Families, Params},
         render,
     },
 };
 
-fn segment(req: &HttpRequest, name: &str) -> String {
-    req.match_info().get(name).unwrap_or_default().to_owned()
-}
-
-/// The shared preamble of a body-less action: auth, `Accept`, an optional body of the right
-/// media type, and the query parameters a single document allows.
-async fn preamble(
+/// The checks of a webhook action: auth, `Accept`, an optional body of the right media type,
+/// and the query parameters a single document allows.
+async fn admit_action(
     req: &HttpRequest,
     body: web::Payload,
     state: &AdminState,
-    schema: &'static tollgate_domain::ResourceSchema,
-) -> Result<(tollgate_domain::Actor, query::Params), ApiError> {
-    let actor = state.authenticate(req).await?;
-    media::check_accept(req)?;
-    read_body(req, body).await?;
-    let params = query::parse(
-        req.query_string(),
-        schema,
-        Families::Single,
-        actor.role,
-        state.service.now(),
-    )?;
-    Ok((actor, params))
+    schema: &'static ResourceSchema,
+) -> Result<Admitted<tollgate_domain::Actor, Params>, ApiError> {
+    state
+        .intake(req)
+        .body(body)
+        .query(schema, Families::Single)
+        .admit()
+        .await
 }
 
 /// `POST /api/webhooks/{id}/test`: one synchronous attempt; 200 whatever the receiver said.
@@ -54,11 +44,10 @@ pub async fn test(
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
     let schema = &webhook_deliveries::SCHEMA;
-    let (actor, params) = preamble(&req, body, &state, schema).await?;
-    let row = delivery::send_test(&state.service, &actor, &segment(&req, "id")).await?;
+    let Admitted { actor, query, .. } = admit_action(&req, body, &state, schema).await?;
+    let row = delivery::send_test(&state.service, &actor, &path_segment(&req, "id")).await?;
     let href = render::resource_path(schema, row["id"].as_str().unwrap_or_default());
-    let doc =
-        render::one_document(&state.service, &actor, &params, schema, row, None, href).await?;
+    let doc = render::one_document(&state.service, &actor, &query, schema, row, None, href).await?;
     Ok(render::json_api(StatusCode::OK, doc))
 }
 
@@ -69,8 +58,8 @@ pub async fn rotate_secret(
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
     let schema = &webhooks::SCHEMA;
-    let (actor, params) = preamble(&req, body, &state, schema).await?;
-    let id = segment(&req, "id");
+    let Admitted { actor, query, .. } = admit_action(&req, body, &state, schema).await?;
+    let id = path_segment(&req, "id");
     let (mut row, secret) = delivery::rotate_secret(&state.service, &actor, &id).await?;
     webhooks::Webhooks.decorate(&mut row, state.service.now());
     let mut meta = Map::new();
@@ -79,7 +68,7 @@ pub async fn rotate_secret(
     let doc = render::one_document(
         &state.service,
         &actor,
-        &params,
+        &query,
         schema,
         row,
         Some(&meta),
@@ -96,30 +85,16 @@ pub async fn redeliver(
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
     let schema = &webhook_deliveries::SCHEMA;
-    let (actor, params) = preamble(&req, body, &state, schema).await?;
-    let row = delivery::redeliver(
-        &state.service,
-        &actor,
-        &segment(&req, "id"),
-        &segment(&req, "did"),
-    )
-    .await?;
+    let Admitted { actor, query, .. } = admit_action(&req, body, &state, schema).await?;
+    let (id, did) = (path_segment(&req, "id"), path_segment(&req, "did"));
+    let row = delivery::redeliver(&state.service, &actor, &id, &did).await?;
     let location = render::resource_path(schema, row["id"].as_str().unwrap_or_default());
-    let doc = render::one_document(
-        &state.service,
-        &actor,
-        &params,
-        schema,
-        row,
-        None,
-        location.clone(),
-    )
-    .await?;
-    let mut response = render::json_api(StatusCode::ACCEPTED, doc);
-    if let Ok(value) = header::HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+    let href = location.clone();
+    let doc = render::one_document(&state.service, &actor, &query, schema, row, None, href).await?;
+    Ok(render::with_location(
+        render::json_api(StatusCode::ACCEPTED, doc),
+        &location,
+    ))
 }
 
 /// `GET /api/webhooks/{id}/deliveries/{did}`: a delivery of another webhook is 404 here.
@@ -128,30 +103,20 @@ pub async fn get_delivery(
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
     let schema = &webhook_deliveries::SCHEMA;
-    let actor = state.authenticate(&req).await?;
-    media::check_accept(&req)?;
-    let params = query::parse(
-        req.query_string(),
-        schema,
-        Families::Single,
-        actor.role,
-        state.service.now(),
-    )?;
-    let id = segment(&req, "id");
-    state.service.get(&actor, &webhooks::Webhooks, &id).await?;
-    let row = state
-        .service
-        .get(
-            &actor,
-            &webhook_deliveries::WebhookDeliveries,
-            &segment(&req, "did"),
-        )
+    let Admitted { actor, query, .. } = state
+        .intake(&req)
+        .query(schema, Families::Single)
+        .admit()
         .await?;
+    let id = path_segment(&req, "id");
+    state.service.get(&actor, &webhooks::Webhooks, &id).await?;
+    let did = path_segment(&req, "did");
+    let deliveries = &webhook_deliveries::WebhookDeliveries;
+    let row = state.service.get(&actor, deliveries, &did).await?;
     if row.get("webhook_id") != Some(&Value::String(id)) {
         return Err(ApiError::not_found());
     }
     let href = render::self_link(req.path(), req.query_string());
-    let doc =
-        render::one_document(&state.service, &actor, &params, schema, row, None, href).await?;
+    let doc = render::one_document(&state.service, &actor, &query, schema, row, None, href).await?;
     Ok(render::json_api(StatusCode::OK, doc))
 }

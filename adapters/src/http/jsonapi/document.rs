@@ -1,10 +1,64 @@
-//! Request documents (jsonapi.md §2, §4, §11, §12): envelope checks with precise pointers,
+//! Documents: the one builder of every response document's top level (`jsonapi`, `links`),
+//! and request documents (jsonapi.md §2, §4, §11, §12): envelope checks with precise pointers,
 //! then a [`WriteInput`] for the use case.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use tollgate_domain::service::{Identifier, RelInput, WriteInput};
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorCode};
+
+/// Where every response document's `links.describedby` points.
+pub const DESCRIBED_BY: &str = "/docs/openapi.json";
+
+/// The top level of a response document: `{"jsonapi": {"version": "1.1"}}` first, then the
+/// members in the order they are added.
+#[derive(Debug, Clone)]
+pub struct Document(Map<String, Value>);
+
+impl Default for Document {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Document {
+    pub fn new() -> Self {
+        let mut top = Map::new();
+        top.insert("jsonapi".into(), json!({"version": "1.1"}));
+        Self(top)
+    }
+
+    /// Adds (or replaces) one top-level member.
+    pub fn member(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.0.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// `links`: `self`, `related` when given, `describedby`, then `extra` (pagination).
+    pub fn links(self, self_href: impl Into<String>, related: Option<String>) -> Self {
+        self.links_with(self_href, related, Map::new())
+    }
+
+    pub fn links_with(
+        self,
+        self_href: impl Into<String>,
+        related: Option<String>,
+        extra: Map<String, Value>,
+    ) -> Self {
+        let mut links = Map::new();
+        links.insert("self".into(), Value::String(self_href.into()));
+        if let Some(related) = related {
+            links.insert("related".into(), Value::String(related));
+        }
+        links.insert("describedby".into(), Value::String(DESCRIBED_BY.into()));
+        links.extend(extra);
+        self.member("links", Value::Object(links))
+    }
+
+    pub fn build(self) -> Value {
+        Value::Object(self.0)
+    }
+}
 
 /// What the endpoint expects in `data`.
 #[derive(Debug, Clone, Copy)]
@@ -18,7 +72,7 @@ pub enum Expect<'a> {
 }
 
 fn invalid(pointer: &str, detail: impl Into<String>) -> ApiError {
-    ApiError::pointer("INVALID_DOCUMENT", pointer, detail)
+    ApiError::invalid_document(pointer, detail)
 }
 
 /// Parses JSON (400 `INVALID_JSON`) and checks the top level: an object with `data`.
@@ -26,8 +80,7 @@ pub fn parse_top(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if body.is_empty() {
         return Err(invalid("", "a JSON:API document is required"));
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new("INVALID_JSON", format!("the body is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
     let Value::Object(top) = value else {
         return Err(invalid("", "the document must be a JSON object"));
     };
@@ -110,7 +163,7 @@ pub fn parse_resource(body: &[u8], expect: Expect<'_>) -> Result<WriteInput, Api
         Expect::Create { type_name: wanted } | Expect::Fixed { type_name: wanted } => {
             if id.is_some() {
                 return Err(ApiError::pointer(
-                    "CLIENT_ID_NOT_ALLOWED",
+                    ErrorCode::ClientIdNotAllowed,
                     "/data/id",
                     "ids are assigned by the server",
                 ));
@@ -133,7 +186,7 @@ pub fn parse_resource(body: &[u8], expect: Expect<'_>) -> Result<WriteInput, Api
             }
             if id != url_id {
                 return Err(ApiError::pointer(
-                    "ID_MISMATCH",
+                    ErrorCode::IdMismatch,
                     "/data/id",
                     "data.id must equal the id in the URL",
                 ));
@@ -147,8 +200,7 @@ pub fn parse_resource(body: &[u8], expect: Expect<'_>) -> Result<WriteInput, Api
 }
 
 fn type_mismatch(wanted: &str, got: &str) -> ApiError {
-    ApiError::pointer(
-        "TYPE_MISMATCH",
+    ApiError::type_mismatch(
         "/data/type",
         format!("this endpoint takes {wanted}, not {got}"),
     )
@@ -207,7 +259,7 @@ fn parse_identifier(value: &Value, pointer: &str) -> Result<Identifier, ApiError
         (Some(Value::String(id)), _) => id.clone(),
         (None, Some(Value::String(_))) => {
             return Err(ApiError::pointer(
-                "RELATED_NOT_FOUND",
+                ErrorCode::RelatedNotFound,
                 pointer,
                 "a local id (lid) refers to nothing in this request",
             ));

@@ -3,7 +3,7 @@
 use actix_web::{HttpRequest, http::header};
 
 use super::MEDIA_TYPE;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorCode};
 
 /// Splits `text` at every `sep` outside a double-quoted string (RFC 9110 §5.6.4), so a quoted
 /// `profile="a;b, c"` stays one piece.
@@ -65,7 +65,7 @@ pub fn check_accept(req: &HttpRequest) -> Result<(), ApiError> {
         .collect();
     if !instances.is_empty() && !instances.iter().any(|usable| *usable) {
         return Err(ApiError::header_source(
-            "NOT_ACCEPTABLE",
+            ErrorCode::NotAcceptable,
             "Accept",
             format!("Accept must allow {MEDIA_TYPE} without parameters other than profile"),
         ));
@@ -86,8 +86,9 @@ pub fn has_body(req: &HttpRequest) -> bool {
 
 /// 415 unless a body comes as plain `application/vnd.api+json` (or with `profile` only).
 pub fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
-    let unsupported =
-        |detail: &str| ApiError::header_source("UNSUPPORTED_MEDIA_TYPE", "Content-Type", detail);
+    let unsupported = |detail: &str| {
+        ApiError::header_source(ErrorCode::UnsupportedMediaType, "Content-Type", detail)
+    };
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
         return Err(unsupported("Content-Type must be application/vnd.api+json"));
     };
@@ -99,7 +100,7 @@ pub fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
         match name.as_str() {
             "ext" => {
                 return Err(ApiError::header_source(
-                    "UNSUPPORTED_EXTENSION",
+                    ErrorCode::UnsupportedExtension,
                     "Content-Type",
                     "no JSON:API extension is supported",
                 ));

@@ -9,7 +9,7 @@ use tollgate_domain::{
     schema::ResourceSchema,
 };
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorCode};
 
 /// Which parameter families an endpoint accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ impl Params {
 }
 
 fn bad_param(name: &str, detail: impl Into<String>) -> ApiError {
-    ApiError::parameter("INVALID_QUERY_PARAMETER", name, detail)
+    ApiError::invalid_query_parameter(name, detail)
 }
 
 /// `filter[x]` → `("filter", Some("x"), "")`, `filter[id][]` → `("filter", Some("id"), "[]")`.
@@ -143,7 +143,7 @@ pub fn parse(
             ("filter", Some(key)) => {
                 if !schema.has_filter(key) {
                     return Err(ApiError::parameter(
-                        "INVALID_FILTER",
+                        ErrorCode::InvalidFilter,
                         &name,
                         format!("{key} is not a filter of {}", schema.type_name),
                     ));
@@ -162,7 +162,7 @@ pub fn parse(
                     .filter(|n| *n >= 1 && (which == "number" || *n <= MAX_PAGE_SIZE))
                     .ok_or_else(|| {
                         ApiError::parameter(
-                            "INVALID_PAGE_PARAMETER",
+                            ErrorCode::InvalidPageParameter,
                             &name,
                             if which == "size" {
                                 format!("page[size] must be an integer from 1 to {MAX_PAGE_SIZE}")
@@ -193,7 +193,7 @@ pub fn parse(
         let parameter = format!("filter[{key}]");
         let cond = schema
             .filter(&key, &values, now)
-            .map_err(|detail| ApiError::parameter("INVALID_FILTER", parameter, detail))?;
+            .map_err(|detail| ApiError::invalid_filter(parameter, detail))?;
         params.cond = params.cond.and(cond);
     }
     if params.sort.is_empty() {
@@ -215,7 +215,8 @@ fn parse_include(
     value: &str,
     role: Role,
 ) -> Result<Vec<Vec<String>>, ApiError> {
-    let invalid = |detail: String| ApiError::parameter("INVALID_INCLUDE", "include", detail);
+    let invalid =
+        |detail: String| ApiError::parameter(ErrorCode::InvalidInclude, "include", detail);
     let mut paths = Vec::new();
     for path in value.split(',') {
         let segments: Vec<String> = path.split('.').map(str::to_owned).collect();
@@ -250,7 +251,7 @@ fn parse_fields(
     value: &str,
     role: Role,
 ) -> Result<BTreeSet<String>, ApiError> {
-    let invalid = |detail: String| ApiError::parameter("INVALID_FIELDS", name, detail);
+    let invalid = |detail: String| ApiError::parameter(ErrorCode::InvalidFields, name, detail);
     let schema = resources::by_type(type_name)
         .map(|r| r.schema())
         .ok_or_else(|| invalid(format!("{type_name} is not a resource type")))?;
@@ -273,7 +274,7 @@ fn parse_sort(schema: &ResourceSchema, value: &str) -> Result<Vec<SortKey>, ApiE
         };
         if !schema.is_sortable(name) {
             return Err(ApiError::parameter(
-                "INVALID_SORT",
+                ErrorCode::InvalidSort,
                 "sort",
                 format!("{name:?} is not sortable on {}", schema.type_name),
             ));

@@ -2,7 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use actix_web::{HttpResponse, http::StatusCode};
+use actix_web::{
+    HttpResponse,
+    http::{StatusCode, header},
+};
 use serde_json::{Map, Value, json};
 use tollgate_domain::{
     Actor, Role, Row,
@@ -14,6 +17,7 @@ use tollgate_domain::{
 
 use super::{
     MEDIA_TYPE,
+    document::Document,
     query::{Params, encode_pair},
 };
 use crate::http::error::ApiError;
@@ -209,6 +213,14 @@ pub fn self_link(path: &str, raw_query: &str) -> String {
     }
 }
 
+/// `response` with a `Location` header naming `location`.
+pub fn with_location(mut response: HttpResponse, location: &str) -> HttpResponse {
+    if let Ok(value) = header::HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
 pub fn json_api(status: StatusCode, body: Value) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header(("Content-Type", MEDIA_TYPE))
@@ -223,21 +235,17 @@ pub fn single(
     params: &Params,
     self_href: String,
 ) -> Value {
-    let mut doc = json!({
-        "jsonapi": {"version": "1.1"},
-        "links": {"self": self_href, "describedby": "/docs/openapi.json"},
-        "data": data,
-    });
+    let mut doc = Document::new().links(self_href, None).member("data", data);
     if !params.include.is_empty()
         && let Some(compound) = compound
     {
-        doc["included"] = included_array(compound, role, params);
+        doc = doc.member("included", included_array(compound, role, params));
     }
-    doc
+    doc.build()
 }
 
-/// Pagination `meta` and `links` for a page of `total` items.
-pub fn pagination(path: &str, params: &Params, total: u64, raw_query: &str) -> (Value, Value) {
+/// Pagination `meta` and the `first`/`last`/`prev`/`next` links for a page of `total` items.
+pub fn pagination(path: &str, params: &Params, total: u64) -> (Value, Map<String, Value>) {
     let size = params.page_size;
     let pages = total.div_ceil(size).max(1);
     let page = params.page_number;
@@ -252,17 +260,14 @@ pub fn pagination(path: &str, params: &Params, total: u64, raw_query: &str) -> (
         parts.push(encode_pair("page[size]", &size.to_string()));
         format!("{path}?{}", parts.join("&"))
     };
-    let mut links = json!({
-        "self": self_link(path, raw_query),
-        "describedby": "/docs/openapi.json",
-        "first": href(1),
-        "last": href(pages),
-    });
+    let mut links = Map::new();
+    links.insert("first".into(), json!(href(1)));
+    links.insert("last".into(), json!(href(pages)));
     if page > 1 {
-        links["prev"] = json!(href((page - 1).min(pages)));
+        links.insert("prev".into(), json!(href((page - 1).min(pages))));
     }
     if page < pages {
-        links["next"] = json!(href(page + 1));
+        links.insert("next".into(), json!(href(page + 1)));
     }
     let meta = json!({"total": total, "page": page, "per_page": size, "pages": pages});
     (meta, links)
@@ -283,17 +288,15 @@ pub fn collection(
         .iter()
         .map(|row| resource_object(schema, row, role, params, &compound.linkage, None))
         .collect();
-    let (meta, links) = pagination(path, params, page.total, raw_query);
-    let mut doc = json!({
-        "jsonapi": {"version": "1.1"},
-        "meta": meta,
-        "links": links,
-        "data": data,
-    });
+    let (meta, links) = pagination(path, params, page.total);
+    let mut doc = Document::new()
+        .member("meta", meta)
+        .links_with(self_link(path, raw_query), None, links)
+        .member("data", data);
     if !params.include.is_empty() {
-        doc["included"] = included_array(compound, role, params);
+        doc = doc.member("included", included_array(compound, role, params));
     }
-    doc
+    doc.build()
 }
 
 /// The whole document of one resource: `include` resolved, the caller's view, one-time `meta`.

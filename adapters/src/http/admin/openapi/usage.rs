@@ -3,28 +3,8 @@
 //! the document cannot drift from what the handlers accept.
 
 use tollgate_domain::proxy::usage_report::{EXPORT_COLUMNS, FILTERS, GROUP_BY, INTERVALS, PERIODS};
-use utoipa::openapi::{
-    ContentBuilder, HttpMethod, PathItem, PathsBuilder, Ref, RefOr, Required, ResponseBuilder,
-    Schema,
-    path::{OperationBuilder, Parameter, ParameterBuilder, ParameterIn},
-    schema::{ArrayBuilder, ObjectBuilder, Type},
-};
 
-const JSONAPI: &str = "application/vnd.api+json";
-
-fn ty(t: Type) -> ObjectBuilder {
-    ObjectBuilder::new().schema_type(t)
-}
-
-fn query(name: &str, schema: RefOr<Schema>, description: &str) -> Parameter {
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(ParameterIn::Query)
-        .required(Required::False)
-        .schema(Some(schema))
-        .description(Some(description))
-        .build()
-}
+use super::*;
 
 fn one_of(values: &[&str]) -> RefOr<Schema> {
     ty(Type::String)
