@@ -19,7 +19,22 @@ pub struct Ctx<'a> {
     pub(super) events: Vec<ChangeEvent>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    pub(super) fn new(
+        tx: &'a mut dyn Session,
+        actor: &'a Actor,
+        now: Timestamp,
+        ports: &'a Ports,
+    ) -> Self {
+        Self {
+            tx,
+            actor,
+            now,
+            ports,
+            events: Vec::new(),
+        }
+    }
+
     /// Records an event to be written to the outbox in this transaction; returns its id.
     pub fn emit(
         &mut self,

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     Actor, DomainError, Problem, Row,
-    schema::{OnCreate, RelKind, coerce},
+    schema::{OnCreate, RelKind},
 };
 
 impl ResourceService {
@@ -62,17 +62,7 @@ impl ResourceService {
                 Some(attr) if attr.on_create == OnCreate::Never => {
                     draft.problems.push(read_only_attribute(name))
                 }
-                Some(attr) => match coerce(attr, value) {
-                    Ok(v) => {
-                        draft.given.push(name.clone());
-                        if attr.write_only {
-                            draft.write_only.insert(name.clone(), v);
-                        } else {
-                            draft.row.insert(name.clone(), v);
-                        }
-                    }
-                    Err(detail) => draft.problems.push(Problem::invalid_attr(name, detail)),
-                },
+                Some(attr) => draft.accept(attr, name, value),
             }
         }
         for attr in schema.attributes {
@@ -92,13 +82,7 @@ impl ResourceService {
             }
         }
         let mut tx = self.ports.store.begin().await?;
-        let mut ctx = Ctx {
-            tx: &mut *tx,
-            actor,
-            now,
-            ports: &self.ports,
-            events: Vec::new(),
-        };
+        let mut ctx = Ctx::new(&mut *tx, actor, now, &self.ports);
         rules.before_create(&mut ctx, &mut draft).await?;
         if !draft.problems.is_empty() {
             return Err(DomainError::Invalid(in_document_order(

@@ -37,13 +37,7 @@ impl ResourceService {
         let loaded = row.clone();
         check_access(rules.access(actor, Op::Delete))?;
         let now = self.now();
-        let mut ctx = Ctx {
-            tx: &mut *tx,
-            actor,
-            now,
-            ports: &self.ports,
-            events: Vec::new(),
-        };
+        let mut ctx = Ctx::new(&mut *tx, actor, now, &self.ports);
         rules.before_delete(&mut ctx, &mut row).await?;
         rules.decorate(&mut row, now);
         if schema.soft_delete {

@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::{Problem, Row};
+use crate::{
+    Problem, Row,
+    schema::{AttrSpec, coerce},
+};
 
 /// A resource identifier from a request's linkage.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +87,22 @@ impl Draft {
     pub fn invalid_rel(&mut self, relationship: &str, detail: impl Into<String>) {
         self.problems
             .push(Problem::invalid_rel(relationship, detail));
+    }
+
+    /// Takes a settable attribute's value from the request: coerced into the row (or kept
+    /// aside when write-only), or a problem.
+    pub(super) fn accept(&mut self, attr: &AttrSpec, name: &str, value: &Value) {
+        match coerce(attr, value) {
+            Ok(v) => {
+                self.given.push(name.to_owned());
+                if attr.write_only {
+                    self.write_only.insert(name.to_owned(), v);
+                } else {
+                    self.row.insert(name.to_owned(), v);
+                }
+            }
+            Err(detail) => self.problems.push(Problem::invalid_attr(name, detail)),
+        }
     }
 
     pub fn was_given(&self, attribute: &str) -> bool {

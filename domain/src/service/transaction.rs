@@ -28,13 +28,7 @@ impl ResourceService {
         >,
     {
         let mut tx = self.ports.store.begin().await?;
-        let mut ctx = Ctx {
-            tx: &mut *tx,
-            actor,
-            now: self.now(),
-            ports: &self.ports,
-            events: Vec::new(),
-        };
+        let mut ctx = Ctx::new(&mut *tx, actor, self.now(), &self.ports);
         let out = action(&mut ctx).await?;
         finish(ctx.events, tx).await?;
         Ok(out)

@@ -16,7 +16,7 @@ use super::{
     transaction::{finish, retrying},
 };
 use crate::{
-    Actor, DomainError, Problem,
+    Actor, DomainError,
     schema::{OnCreate, OnUpdate, coerce},
 };
 
@@ -78,28 +78,12 @@ impl ResourceService {
                             )));
                         }
                     }
-                    match coerce(attr, value) {
-                        Ok(v) => {
-                            draft.given.push(name.clone());
-                            if attr.write_only {
-                                draft.write_only.insert(name.clone(), v);
-                            } else {
-                                draft.row.insert(name.clone(), v);
-                            }
-                        }
-                        Err(detail) => draft.problems.push(Problem::invalid_attr(name, detail)),
-                    }
+                    draft.accept(attr, name, value);
                 }
             }
         }
         apply_relationships(schema, actor, &input, &mut draft, Some(&before))?;
-        let mut ctx = Ctx {
-            tx: &mut *tx,
-            actor,
-            now,
-            ports: &self.ports,
-            events: Vec::new(),
-        };
+        let mut ctx = Ctx::new(&mut *tx, actor, now, &self.ports);
         let links_before = current_links(&mut ctx, schema, &before, &draft).await?;
         rules.before_update(&mut ctx, &before, &mut draft).await?;
         if !draft.problems.is_empty() {
