@@ -272,6 +272,11 @@ pub struct Ports {
     pub settings: Settings,
 }
 
+/// The default delay before each webhook delivery attempt: 0 s, 1 min, 5 min, 30 min, 2 h,
+/// 8 h (webhooks.md §5).
+pub const DEFAULT_WEBHOOK_SCHEDULE_MS: [u64; 6] =
+    [0, 60_000, 300_000, 1_800_000, 7_200_000, 28_800_000];
+
 /// Switches the domain's rules read from configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -293,7 +298,7 @@ impl Default for Settings {
         Self {
             webhook_allow_private: false,
             allow_registration: false,
-            webhook_retry_schedule_ms: crate::delivery::DEFAULT_SCHEDULE_MS.to_vec(),
+            webhook_retry_schedule_ms: DEFAULT_WEBHOOK_SCHEDULE_MS.to_vec(),
             webhook_disable_after: 20,
             webhook_timeout_ms: 10_000,
         }
