@@ -13,6 +13,8 @@ mod relationships;
 mod rules;
 mod transaction;
 mod update;
+#[cfg(test)]
+mod tests;
 
 use serde_json::{Map, Value};
 
