@@ -152,6 +152,9 @@ pub trait Mailer: Send + Sync + 'static {
 pub trait PasswordHasher: Send + Sync + 'static {
     async fn hash(&self, password: &str) -> Result<String, StoreError>;
     async fn verify(&self, password: &str, hash: &str) -> Result<bool, StoreError>;
+    /// Whether a stored hash was made with other parameters (or another algorithm) than
+    /// [`Self::hash`] uses now; the login that has just verified it stores a fresh one.
+    fn needs_rehash(&self, hash: &str) -> bool;
 }
 
 /// Symmetric encryption of stored credentials (upstream `auth_value`, group credentials).

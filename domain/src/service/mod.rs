@@ -11,10 +11,10 @@ mod input;
 mod read;
 mod relationships;
 mod rules;
+#[cfg(test)]
+pub(crate) mod tests;
 mod transaction;
 mod update;
-#[cfg(test)]
-mod tests;
 
 use serde_json::{Map, Value};
 

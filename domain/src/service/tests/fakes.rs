@@ -91,6 +91,10 @@ impl PasswordHasher for TextHasher {
     async fn verify(&self, password: &str, hash: &str) -> Result<bool, StoreError> {
         Ok(hash.split_once('$').is_some_and(|(_, p)| p == password))
     }
+    fn needs_rehash(&self, hash: &str) -> bool {
+        hash.split_once('$')
+            .is_none_or(|(params, _)| params != self.params)
+    }
 }
 
 /// Seals as `[plaintext]`.
@@ -161,6 +165,7 @@ pub struct World {
     pub ports: Ports,
     pub store: Arc<MemoryStore>,
     pub clock: TestClock,
+    pub hasher: Arc<TextHasher>,
 }
 
 impl World {
@@ -173,7 +178,7 @@ impl World {
             clock: Arc::new(clock.clone()),
             ids: Arc::new(CountingIds::default()),
             secrets: Arc::new(FixedSecrets),
-            passwords: hasher,
+            passwords: hasher.clone(),
             vault: Arc::new(Brackets),
             tokens: Arc::new(PlainTokens),
             throttle: Arc::new(NoThrottle),
@@ -185,6 +190,7 @@ impl World {
             ports,
             store,
             clock,
+            hasher,
         }
     }
 }
