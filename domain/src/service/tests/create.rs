@@ -1,3 +1,5 @@
+//! Create: defaults, validation problems, related rows, unique conflicts, retries.
+
 use serde_json::{Value, json};
 
 use super::{fakes::START_MS, *};

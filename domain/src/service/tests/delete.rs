@@ -1,3 +1,5 @@
+//! Delete: soft delete, a rule refusing it, malformed ids.
+
 use serde_json::{Value, json};
 
 use super::{fakes::START_MS, *};

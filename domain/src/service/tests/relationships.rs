@@ -1,3 +1,5 @@
+//! To-many relationships: join rows, linkage as each reader sees it, membership events.
+
 use serde_json::json;
 
 use super::*;

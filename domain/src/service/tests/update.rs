@@ -1,3 +1,5 @@
+//! Update: changed columns only, no-op updates, read-only and admin-only members, conflicts.
+
 use serde_json::json;
 
 use super::{fakes::START_MS, *};

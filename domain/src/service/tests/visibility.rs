@@ -1,3 +1,5 @@
+//! Visibility: what each role lists and reads, and 403 versus 404.
+
 use serde_json::json;
 
 use super::*;
