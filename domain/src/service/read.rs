@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::{
     ResourceService,
     input::Link,
+    relationships::join_rows,
     rules::{Access, Op, ResourceRules, check_access},
     str_of,
 };
@@ -120,15 +121,7 @@ impl ResourceService {
                 role_column,
             } => {
                 let joins = session
-                    .list(
-                        table,
-                        &ListQuery {
-                            cond: Cond::is_in(own, owner_values),
-                            sort: vec![],
-                            offset: 0,
-                            limit: 100_000,
-                        },
-                    )
+                    .list(table, &join_rows(Cond::is_in(own, owner_values)))
                     .await?;
                 let target_ids: BTreeSet<String> = joins
                     .iter()

@@ -190,26 +190,12 @@ pub(super) async fn current_links(
     let mut out = BTreeMap::new();
     let owner = str_of(before, "id").unwrap_or_default().to_owned();
     for name in draft.links.keys() {
-        let Some(RelKind::ToMany(ToMany::Join {
-            table,
-            own,
-            other,
-            role_column,
-        })) = schema.relationship(name).map(|r| r.kind)
-        else {
+        let Some((table, own, other, role_column)) = join_of(schema, name) else {
             continue;
         };
         let rows = ctx
             .tx
-            .list(
-                table,
-                &ListQuery {
-                    cond: Cond::eq(own, owner.clone()),
-                    sort: vec![],
-                    offset: 0,
-                    limit: 100_000,
-                },
-            )
+            .list(table, &join_rows(Cond::eq(own, owner.clone())))
             .await?;
         let mut links: Vec<Link> = rows
             .iter()
@@ -281,13 +267,7 @@ pub(super) async fn write_links(
 ) -> Result<(), DomainError> {
     let owner = str_of(&draft.row, "id").unwrap_or_default().to_owned();
     for (name, links) in &draft.links {
-        let Some(RelKind::ToMany(ToMany::Join {
-            table,
-            own,
-            other,
-            role_column,
-        })) = schema.relationship(name).map(|r| r.kind)
-        else {
+        let Some((table, own, other, role_column)) = join_of(schema, name) else {
             continue;
         };
         ctx.tx
@@ -308,4 +288,35 @@ pub(super) async fn write_links(
         }
     }
     Ok(())
+}
+
+/// The join table of a to-many relationship: `(table, own, other, role_column)`.
+fn join_of(
+    schema: &ResourceSchema,
+    name: &str,
+) -> Option<(
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+)> {
+    match schema.relationship(name)?.kind {
+        RelKind::ToMany(ToMany::Join {
+            table,
+            own,
+            other,
+            role_column,
+        }) => Some((table, own, other, role_column)),
+        _ => None,
+    }
+}
+
+/// Every join row matching `cond`, unordered (join tables have no `id` to sort by).
+pub(super) fn join_rows(cond: Cond) -> ListQuery {
+    ListQuery {
+        cond,
+        sort: vec![],
+        offset: 0,
+        limit: 100_000,
+    }
 }
