@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce, aead::Aead};
-use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordVerifier, Version};
 use async_trait::async_trait;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use sha2::{Digest, Sha256};
@@ -106,6 +106,8 @@ pub struct Argon2Passwords {
     running: tokio::sync::Semaphore,
     admitted: std::sync::atomic::AtomicUsize,
     max_admitted: usize,
+    /// What new hashes are made with; a stored hash made otherwise is rehashed at login.
+    params: Params,
 }
 
 /// How long a hash may wait for a free slot before the request is turned away.
@@ -126,7 +128,18 @@ impl Argon2Passwords {
             running: tokio::sync::Semaphore::new(concurrency),
             admitted: std::sync::atomic::AtomicUsize::new(0),
             max_admitted: concurrency * 4,
+            params: Params::DEFAULT,
         }
+    }
+
+    /// Hashes with other argon2id parameters (tests make hashes of an older setting with it).
+    pub fn with_params(mut self, params: Params) -> Self {
+        self.params = params;
+        self
+    }
+
+    fn argon2(&self) -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
     }
 
     async fn run<T: Send + 'static>(
@@ -169,8 +182,9 @@ impl Default for Argon2Passwords {
 impl PasswordHasher for Argon2Passwords {
     async fn hash(&self, password: &str) -> Result<String, StoreError> {
         let password = password.to_owned();
+        let argon2 = self.argon2();
         self.run(move || {
-            argon2::PasswordHasher::hash_password(&Argon2::default(), password.as_bytes())
+            argon2::PasswordHasher::hash_password(&argon2, password.as_bytes())
                 .map(|h| h.to_string())
                 .map_err(|e| StoreError::Other(format!("password hashing failed: {e}")))
         })
@@ -186,6 +200,24 @@ impl PasswordHasher for Argon2Passwords {
                 .is_ok())
         })
         .await
+    }
+
+    /// Another algorithm or version, other memory, time or parallelism costs, or another
+    /// output length than [`Self::hash`] would use now.
+    fn needs_rehash(&self, hash: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(hash) else {
+            return true;
+        };
+        let output_len = |p: &Params| p.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+        let current = &self.params;
+        parsed.algorithm != argon2::ARGON2ID_IDENT
+            || parsed.version != Some(u32::from(Version::V0x13))
+            || Params::try_from(&parsed).map_or(true, |stored| {
+                stored.m_cost() != current.m_cost()
+                    || stored.t_cost() != current.t_cost()
+                    || stored.p_cost() != current.p_cost()
+                    || output_len(&stored) != output_len(current)
+            })
     }
 }
 
@@ -280,6 +312,33 @@ mod tests {
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert!(hasher.verify("correct horse battery", &hash).await.unwrap());
         assert!(!hasher.verify("wrong horse battery", &hash).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashes_of_older_parameters_verify_and_ask_for_a_rehash() {
+        let current = Argon2Passwords::default();
+        let older = Argon2Passwords::default().with_params(Params::new(4096, 3, 1, None).unwrap());
+        let old_hash = older.hash("correct horse battery").await.unwrap();
+        assert!(old_hash.starts_with("$argon2id$v=19$m=4096,t=3,p=1$"));
+        assert!(
+            current
+                .verify("correct horse battery", &old_hash)
+                .await
+                .unwrap()
+        );
+        assert!(current.needs_rehash(&old_hash));
+        let fresh = current.hash("correct horse battery").await.unwrap();
+        assert!(!current.needs_rehash(&fresh));
+        assert!(older.needs_rehash(&fresh), "the other way round too");
+        // Another argon2 variant, or no PHC string at all.
+        let argon2i = argon2::PasswordHasher::hash_password(
+            &Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::DEFAULT),
+            b"correct horse battery",
+        )
+        .unwrap()
+        .to_string();
+        assert!(current.needs_rehash(&argon2i));
+        assert!(current.needs_rehash("not a hash"));
     }
 
     #[tokio::test]

@@ -389,7 +389,7 @@ impl Config {
             problems.push(problem);
         }
         if let Err(problem) =
-            tollgate_domain::delivery::parse_schedule(&self.webhook_retry_schedule)
+            tollgate_domain::webhooks::parse_schedule(&self.webhook_retry_schedule)
         {
             problems.push(format!("webhook_retry_schedule: {problem}"));
         }

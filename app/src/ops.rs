@@ -92,7 +92,7 @@ async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
     let (in_use, idle) = state.store.pool_connections();
     metrics::gauge!("tollgate_db_pool_connections", "state" => "in_use").set(f64::from(in_use));
     metrics::gauge!("tollgate_db_pool_connections", "state" => "idle").set(f64::from(idle));
-    match tollgate_domain::delivery::queue_depth(&state.service).await {
+    match tollgate_domain::webhooks::queue_depth(&state.service).await {
         Ok(depth) => metrics::gauge!("tollgate_webhook_queue_depth").set(depth as f64),
         Err(error) => tracing::warn!(%error, "metrics: cannot read the webhook queue depth"),
     }

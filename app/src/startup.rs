@@ -30,7 +30,7 @@ use tollgate_adapters::{
 };
 use tollgate_domain::{
     auth::Authentication,
-    bootstrap, delivery,
+    bootstrap,
     ports::{Ports, Settings, Store},
     query::Cond,
     secrets,
@@ -160,8 +160,10 @@ pub async fn services(
         settings: Settings {
             webhook_allow_private: config.webhook_allow_private,
             allow_registration: config.allow_registration,
-            webhook_retry_schedule_ms: delivery::parse_schedule(&config.webhook_retry_schedule)
-                .map_err(|e| anyhow::anyhow!("TOLLGATE_WEBHOOK_RETRY_SCHEDULE: {e}"))?,
+            webhook_retry_schedule_ms: tollgate_domain::webhooks::parse_schedule(
+                &config.webhook_retry_schedule,
+            )
+            .map_err(|e| anyhow::anyhow!("TOLLGATE_WEBHOOK_RETRY_SCHEDULE: {e}"))?,
             webhook_disable_after: config.webhook_disable_after.max(1),
             webhook_timeout_ms: config.webhook_timeout_ms.max(1),
         },

@@ -311,12 +311,22 @@ impl Authentication {
             return Err(LoginError::Inactive);
         }
         let user_id = user.get("id").cloned().unwrap_or(Value::Null);
+        // A hash made with older parameters is replaced by one with the current parameters,
+        // computed before the transaction so no row stays locked while it runs. It is
+        // bookkeeping, not a password change: no event, no session ends. A hasher too busy
+        // for it leaves the old hash, which the next login replaces.
+        let rehashed = if self.ports.passwords.needs_rehash(&hash) {
+            self.ports.passwords.hash(password).await.ok()
+        } else {
+            None
+        };
         let now = self.ports.clock.now();
         let mut tx = self.ports.store.begin().await?;
-        // Only `last_login_at` is written, and only while the account is still active with the
-        // password just verified: the hash took tens of ms, in which an admin may have suspended
-        // the user or the password may have changed. This update also locks the row, so such a
-        // change either waits for this login (and then ends its session) or came first.
+        // Only `last_login_at` (and a rehashed password) is written, and only while the account
+        // is still active with the password just verified: the hash took tens of ms, in which an
+        // admin may have suspended the user or the password may have changed. This update also
+        // locks the row, so such a change either waits for this login (and then ends its
+        // session) or came first.
         let still_valid = Cond::All(vec![
             Cond::Eq("id".into(), user_id.clone()),
             Cond::is_null("deleted_at"),
@@ -325,6 +335,9 @@ impl Authentication {
         ]);
         let mut stamp = Row::new();
         stamp.insert("last_login_at".into(), json!(now.millis()));
+        if let Some(fresh) = rehashed {
+            stamp.insert("password_hash".into(), json!(fresh));
+        }
         if tx.set_where("users", &still_valid, &stamp).await? == 0 {
             let current = tx
                 .find(
@@ -428,5 +441,91 @@ impl Authentication {
         let mut tx = self.ports.store.begin().await?;
         tx.delete_where("sessions", &cond).await?;
         tx.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{
+        ports::PasswordHasher,
+        service::tests::{fakes::World, memory_store::MemoryStore, run, user_id},
+    };
+
+    /// A world whose one user signs in with `password`, stored as `hash`.
+    fn with_user(hash: &str) -> (World, Authentication) {
+        let store = MemoryStore::new();
+        let mut row = Row::new();
+        row.insert("id".into(), json!(user_id(1)));
+        row.insert("email".into(), json!("ada@example.com"));
+        row.insert("role".into(), json!("user"));
+        row.insert("status".into(), json!("active"));
+        row.insert("password_hash".into(), json!(hash));
+        row.insert("last_login_at".into(), Value::Null);
+        row.insert("deleted_at".into(), Value::Null);
+        store.seed("users", row);
+        let world = World::new(store);
+        let auth = Authentication::new(world.ports.clone());
+        (world, auth)
+    }
+
+    fn stored_hash(world: &World) -> String {
+        world.store.rows("users")[0]["password_hash"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    const PASSWORD: &str = "correct horse battery";
+
+    #[test]
+    fn a_hash_with_old_parameters_still_signs_in_and_is_replaced_by_a_current_one() {
+        run(async {
+            let old = format!("m=4096,t=3,p=1${PASSWORD}");
+            let (world, auth) = with_user(&old);
+            assert!(world.hasher.needs_rehash(&old));
+            let login = auth
+                .login("Ada@example.com", PASSWORD, "192.0.2.1", None)
+                .await
+                .unwrap();
+            let fresh = stored_hash(&world);
+            assert_eq!(fresh, format!("{}${PASSWORD}", world.hasher.params));
+            assert!(!world.hasher.needs_rehash(&fresh));
+            assert_eq!(login.user["password_hash"], json!(fresh));
+            assert!(
+                world.store.rows("events").is_empty(),
+                "no password change event"
+            );
+            assert_eq!(world.store.rows("sessions").len(), 1);
+            // The new hash signs in, and is kept.
+            auth.login("ada@example.com", PASSWORD, "192.0.2.1", None)
+                .await
+                .unwrap();
+            assert_eq!(stored_hash(&world), fresh);
+        });
+    }
+
+    #[test]
+    fn a_current_hash_is_left_alone_and_a_wrong_password_rehashes_nothing() {
+        run(async {
+            let (world, auth) = with_user("m=19456,t=2,p=1$correct horse battery");
+            let current = stored_hash(&world);
+            auth.login("ada@example.com", PASSWORD, "192.0.2.1", None)
+                .await
+                .unwrap();
+            assert_eq!(stored_hash(&world), current);
+            let made = world.hasher.made.lock().unwrap().len();
+            assert_eq!(made, 0, "no hash computed for a current one");
+
+            let (world, auth) = with_user("m=4096,t=3,p=1$correct horse battery");
+            let err = auth
+                .login("ada@example.com", "wrong horse battery", "192.0.2.1", None)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, LoginError::InvalidCredentials), "{err:?}");
+            assert_eq!(stored_hash(&world), "m=4096,t=3,p=1$correct horse battery");
+        });
     }
 }

@@ -6,7 +6,6 @@ pub mod account;
 pub mod actor;
 pub mod auth;
 pub mod bootstrap;
-pub mod delivery;
 pub mod error;
 pub mod events;
 pub mod ids;
@@ -20,7 +19,16 @@ pub mod service;
 pub mod session_recycle;
 pub mod sessions;
 pub mod timestamp;
+pub mod webhooks;
 
+/// The webhook delivery use cases under the path the adapters import them from; they live in
+/// [`webhooks`].
+pub mod delivery {
+    pub use crate::webhooks::{
+        RESPONSE_SNIPPET_BYTES, claim_due, deliver, fan_out, purge_log, redeliver, rotate_secret,
+        send_test,
+    };
+}
 pub use actor::{Actor, AuthMethod, Role};
 pub use error::{DomainError, Member, Problem, ProblemKind};
 pub use schema::{ResourceSchema, Row};

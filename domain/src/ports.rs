@@ -152,6 +152,9 @@ pub trait Mailer: Send + Sync + 'static {
 pub trait PasswordHasher: Send + Sync + 'static {
     async fn hash(&self, password: &str) -> Result<String, StoreError>;
     async fn verify(&self, password: &str, hash: &str) -> Result<bool, StoreError>;
+    /// Whether a stored hash was made with other parameters (or another algorithm) than
+    /// [`Self::hash`] uses now; the login that has just verified it stores a fresh one.
+    fn needs_rehash(&self, hash: &str) -> bool;
 }
 
 /// Symmetric encryption of stored credentials (upstream `auth_value`, group credentials).
@@ -272,6 +275,11 @@ pub struct Ports {
     pub settings: Settings,
 }
 
+/// The default delay before each webhook delivery attempt: 0 s, 1 min, 5 min, 30 min, 2 h,
+/// 8 h (webhooks.md §5).
+pub const DEFAULT_WEBHOOK_SCHEDULE_MS: [u64; 6] =
+    [0, 60_000, 300_000, 1_800_000, 7_200_000, 28_800_000];
+
 /// Switches the domain's rules read from configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -293,7 +301,7 @@ impl Default for Settings {
         Self {
             webhook_allow_private: false,
             allow_registration: false,
-            webhook_retry_schedule_ms: crate::delivery::DEFAULT_SCHEDULE_MS.to_vec(),
+            webhook_retry_schedule_ms: DEFAULT_WEBHOOK_SCHEDULE_MS.to_vec(),
             webhook_disable_after: 20,
             webhook_timeout_ms: 10_000,
         }

@@ -11,7 +11,7 @@ use crate::{
     error::StoreError,
     ports::{Store, Vault},
     query::{Cond, ListQuery, SortKey},
-    resources::webhooks,
+    webhooks,
 };
 
 const PLAINTEXT_PREFIX: &str = "whsec_";

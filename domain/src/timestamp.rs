@@ -19,6 +19,8 @@ impl Timestamp {
         self.0
     }
 
+    /// The wall clock. Only adapters (the system [`crate::ports::Clock`]) and tests call it:
+    /// use cases take the time from the `Clock` port, so a test can set it.
     pub fn now() -> Self {
         Self::from_datetime(OffsetDateTime::now_utc())
     }
@@ -75,6 +77,42 @@ mod tests {
         assert_eq!(t.to_string(), "2025-01-19T10:30:00.500Z");
         assert_eq!(Timestamp::parse_rfc3339(&t.to_string()), Some(t));
         assert_eq!(t.unix_seconds(), 1_737_282_600);
+    }
+
+    /// Use cases take the time from the `Clock` port: no file of the domain but this one
+    /// reads the wall clock.
+    #[test]
+    fn only_the_clock_port_gives_the_time() {
+        fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    sources(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&root, &mut files);
+        assert!(files.len() > 20, "found the domain's sources");
+        let readers: Vec<_> = files
+            .iter()
+            .filter(|f| !f.ends_with("timestamp.rs"))
+            .filter(|f| {
+                let text = std::fs::read_to_string(f).unwrap();
+                [
+                    "Timestamp::now(",
+                    "now_utc(",
+                    "SystemTime::now(",
+                    "Instant::now(",
+                ]
+                .iter()
+                .any(|call| text.contains(call))
+            })
+            .collect();
+        assert!(readers.is_empty(), "read the wall clock: {readers:?}");
     }
 
     #[test]

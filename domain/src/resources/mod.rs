@@ -12,7 +12,14 @@ pub mod upstreams;
 pub mod usage_records;
 pub mod users;
 pub mod webhook_deliveries;
-pub mod webhooks;
+
+/// The `webhooks` resource lives with its delivery in [`crate::webhooks`]; this path stays for
+/// the adapters' imports.
+pub mod webhooks {
+    pub use crate::webhooks::{
+        FORBIDDEN_DETAIL, SCHEMA, Webhooks, is_forbidden_host, is_forbidden_ip,
+    };
+}
 
 use crate::service::ResourceRules;
 

@@ -870,3 +870,62 @@ async fn reset_tokens_are_mailed_over_smtp() {
         .await
         .expect(200);
 }
+
+/// `PASSWORD` hashed with argon2 parameters older than the current ones (m = 4096 KiB, t = 3).
+const OLDER_PARAMETERS_HASH: &str = "$argon2id$v=19$m=4096,t=3,p=1$8YjEKK/UFdzEqc2YhZOnPA$lVXeOQ8WJApLLchVnZFStwqSMAB5RGSZWjQZetZ6drk";
+
+async fn stored_password_hash(app: &tollgate_tests::TestApp, id: &str) -> String {
+    let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    let row = sea_orm::ConnectionTrait::query_one_raw(
+        &db,
+        sea_orm::Statement::from_string(
+            sea_orm::ConnectionTrait::get_database_backend(&db),
+            format!("SELECT password_hash AS h FROM users WHERE id = '{id}'"),
+        ),
+    )
+    .await
+    .unwrap()
+    .expect("the user row");
+    row.try_get::<String>("", "h").unwrap()
+}
+
+/// A user whose hash was made with older parameters still signs in, and from then on has a hash
+/// with the current ones (which signs in too).
+#[tokio::test]
+async fn a_hash_with_older_parameters_signs_in_and_is_rehashed() {
+    let app = spawn_app().await;
+    let id = app
+        .create_user_with_password("older@example.com", PASSWORD, "user")
+        .await;
+    let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &db,
+        &format!("UPDATE users SET password_hash = '{OLDER_PARAMETERS_HASH}' WHERE id = '{id}'"),
+    )
+    .await
+    .unwrap();
+    app.login_reply("older@example.com", "not the password at all")
+        .await
+        .expect_error(401, "INVALID_CREDENTIALS", None);
+    assert_eq!(
+        stored_password_hash(&app, &id).await,
+        OLDER_PARAMETERS_HASH,
+        "a failed login changes nothing"
+    );
+    app.login_reply("older@example.com", PASSWORD)
+        .await
+        .expect(200);
+    let fresh = stored_password_hash(&app, &id).await;
+    assert!(
+        fresh.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{fresh}"
+    );
+    app.login_reply("older@example.com", PASSWORD)
+        .await
+        .expect(200);
+    assert_eq!(
+        stored_password_hash(&app, &id).await,
+        fresh,
+        "a current hash is kept"
+    );
+}

@@ -1,20 +1,12 @@
-//! Webhooks: subscribers to change events, each with its own signing secret.
-//!
-//! Signing secrets are stored sealed by the [`Vault`] (like upstream credentials): the
-//! `secret` and `previous_secret` columns never hold the `whsec_…` text once written by this
-//! version. A value that still starts with `whsec_` is a plaintext from an older version
-//! (sealed values are standard base64, which has no `_`): it still signs, and
-//! [`crate::secrets::seal_plaintext_secrets`] seals it at startup.
-
-use std::net::IpAddr;
+//! The `webhooks` resource: subscribers to change events, each with its own signing secret.
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use super::{destination::is_forbidden_host, secret::is_secret};
 use crate::{
     DomainError, Row,
-    error::StoreError,
-    ports::Vault,
+    query::Cond,
     resources::checks,
     schema::{AttrSpec, AttrType, Default, FilterSpec, RelSpec, ResourceSchema, ToMany},
     service::{Ctx, Draft, ResourceRules},
@@ -138,7 +130,7 @@ impl ResourceRules for Webhooks {
 
     async fn before_delete(&self, ctx: &mut Ctx<'_>, row: &mut Row) -> Result<(), DomainError> {
         let id = row.get("id").and_then(Value::as_str).unwrap_or_default();
-        crate::delivery::forget_jobs(ctx, id).await
+        forget_jobs(ctx, id).await
     }
 }
 
@@ -185,77 +177,12 @@ pub fn is_subscription(pattern: &str) -> bool {
             .is_some_and(|p| EVENT_TYPES.iter().any(|t| t.split('.').next() == Some(p)))
 }
 
-fn is_secret(secret: &str) -> bool {
-    let Some(body) = secret.strip_prefix("whsec_") else {
-        return false;
-    };
-    let valid = body.len() % 4 == 0
-        && body
-            .trim_end_matches('=')
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
-        && body.len() - body.trim_end_matches('=').len() <= 2;
-    let bytes = body.len() / 4 * 3 - (body.len() - body.trim_end_matches('=').len());
-    valid && (24..=64).contains(&bytes)
-}
-
-/// Whether a stored secret is still the plaintext `whsec_…` of an older version.
-pub fn is_plaintext(stored: &str) -> bool {
-    stored.starts_with("whsec_")
-}
-
-/// The `whsec_…` secret of a stored (sealed, or older plaintext) value.
-pub fn open_secret(vault: &dyn Vault, stored: &str) -> Result<String, StoreError> {
-    if is_plaintext(stored) {
-        Ok(stored.to_owned())
-    } else {
-        vault.open(stored)
-    }
-}
-
-/// The value to store for a secret: sealed, whatever form it came in.
-pub fn sealed_secret(vault: &dyn Vault, stored: &str) -> Result<String, StoreError> {
-    if is_plaintext(stored) {
-        vault.seal(stored)
-    } else {
-        Ok(stored.to_owned())
-    }
-}
-
-/// Loopback, private, link-local, unspecified and multicast addresses, and `localhost`.
-pub fn is_forbidden_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
-        return true;
-    }
-    match host.parse::<IpAddr>() {
-        Ok(ip) => is_forbidden_ip(ip),
-        Err(_) => false,
-    }
-}
-
-pub fn is_forbidden_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_forbidden_ip(IpAddr::V4(v4)))
-        }
-    }
+/// Deleting a webhook drops its queued jobs (the log stays).
+pub async fn forget_jobs(ctx: &mut Ctx<'_>, hook_id: &str) -> Result<(), DomainError> {
+    ctx.tx
+        .delete_where("webhook_jobs", &Cond::eq("webhook_id", hook_id))
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -269,32 +196,5 @@ mod tests {
         assert!(is_subscription("user.created"));
         assert!(!is_subscription("user.exploded"));
         assert!(!is_subscription("nothing.*"));
-    }
-
-    #[test]
-    fn secrets() {
-        assert!(is_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
-        assert!(!is_secret("whsec_short"));
-        assert!(!is_secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
-    }
-
-    #[test]
-    fn forbidden_hosts() {
-        for host in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.0.1",
-            "169.254.1.1",
-            "[::1]",
-            "localhost",
-            "0.0.0.0",
-            "[fe80::1]",
-            "[fd00::1]",
-        ] {
-            assert!(is_forbidden_host(host), "{host}");
-        }
-        for host in ["93.184.216.34", "example.com", "[2606:4700::1111]"] {
-            assert!(!is_forbidden_host(host), "{host}");
-        }
     }
 }
