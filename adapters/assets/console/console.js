@@ -34,9 +34,11 @@ function h(tag, props, ...children) {
   for (const c of children.flat()) if (c != null && c !== false) el.append(c instanceof Node ? c : String(c));
   return el;
 }
+// A view draws its heading at once and its data when the API answers: its <main> is
+// aria-busy until then (screen readers wait for it, and so can anything that reads the page).
 function page(title, ...content) {
   document.title = `${title} · Tollgate`;
-  const main = h('main', { id: 'main', tabindex: '-1' }, h('h1', {}, title), ...content);
+  const main = h('main', { id: 'main', tabindex: '-1', 'aria-busy': 'true' }, h('h1', {}, title), ...content);
   app.replaceChildren(...(me ? [header()] : []), main);
   return main;
 }
@@ -196,9 +198,9 @@ async function detailView(type, id) {
     if (!creating) data.id = id;
     try {
       const doc = await api(creating ? 'POST' : 'PATCH', creating ? `/api/${def.path}` : `/api/${def.path}/${id}`, { data });
-      if (doc.data.meta && doc.data.meta.key) { secretView(doc.data); return; }
+      if (doc.data.meta && doc.data.meta.key) { render(() => secretView(doc.data)); return; }
       location.hash = `#/${def.path}/${doc.data.id}`;
-      if (!creating) detailView(type, id).then(() => document.getElementById('main').prepend(h('div', { class: 'notice', role: 'status' }, 'Saved.')));
+      if (!creating) render(() => detailView(type, id)).then(() => document.getElementById('main').prepend(h('div', { class: 'notice', role: 'status' }, 'Saved.')));
     } catch (err) { showErrors(form, err); }
   });
   main.append(form);
@@ -207,19 +209,19 @@ async function detailView(type, id) {
   if (type === 'api_keys') {
     actions.append(h('button', { type: 'button', class: 'secondary', onclick: async () => {
       if (!confirm('Revoke this key? The proxy refuses it from now on.')) return;
-      await api('POST', `/api/api-keys/${id}/revoke`); detailView(type, id);
+      await api('POST', `/api/api-keys/${id}/revoke`); render(() => detailView(type, id));
     } }, 'Revoke'));
     const grace = h('input', { id: 'grace', type: 'number', min: 0, max: 604800, value: 86400 });
     actions.append(h('label', { for: 'grace' }, 'Grace (s)'), grace, h('button', { type: 'button', class: 'secondary', onclick: async () => {
       try {
         const doc = await api('POST', `/api/api-keys/${id}/rotate`, { data: { type: 'api_key_rotations', attributes: { grace_seconds: Number(grace.value) } } });
-        secretView(doc.data);
+        render(() => secretView(doc.data));
       } catch (err) { main.append(alertBox(err)); }
     } }, 'Rotate'));
   }
   if (type === 'webhooks') {
-    actions.append(h('button', { type: 'button', class: 'secondary', onclick: async () => { try { await api('POST', `/api/webhooks/${id}/test`); detailView(type, id); } catch (err) { main.append(alertBox(err)); } } }, 'Send test'),
-      h('button', { type: 'button', class: 'secondary', onclick: async () => { try { const d = await api('POST', `/api/webhooks/${id}/rotate-secret`); if (d && d.data.meta) secretView(d.data); } catch (err) { main.append(alertBox(err)); } } }, 'Rotate secret'));
+    actions.append(h('button', { type: 'button', class: 'secondary', onclick: async () => { try { await api('POST', `/api/webhooks/${id}/test`); render(() => detailView(type, id)); } catch (err) { main.append(alertBox(err)); } } }, 'Send test'),
+      h('button', { type: 'button', class: 'secondary', onclick: async () => { try { const d = await api('POST', `/api/webhooks/${id}/rotate-secret`); if (d && d.data.meta) render(() => secretView(d.data)); } catch (err) { main.append(alertBox(err)); } } }, 'Rotate secret'));
   }
   if (!def.readOnly && (isAdmin() || type === 'api_keys')) {
     actions.append(h('button', { type: 'button', class: 'danger', onclick: async () => {
@@ -290,8 +292,10 @@ async function usageView(params) {
 // ---------- auth pages ----------
 function loginView() {
   me = null;
+  // Already on the sign-in form (say `/` then `#/login`): keep it and what has been typed in it.
+  if (document.getElementById('login-form')) return;
   const main = page('Sign in to Tollgate');
-  const form = h('form', { class: 'card', novalidate: true }, h('div', { class: 'form-alert' }),
+  const form = h('form', { id: 'login-form', class: 'card', novalidate: true }, h('div', { class: 'form-alert' }),
     h('div', { class: 'field' }, h('label', { for: 'f-email' }, 'Email'), h('input', { id: 'f-email', name: 'email', type: 'email', autocomplete: 'username', required: true })),
     h('div', { class: 'field' }, h('label', { for: 'f-password' }, 'Password'), h('input', { id: 'f-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true })),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Sign in'), h('a', { href: '#/forgot-password' }, 'Forgot password?')));
@@ -326,7 +330,7 @@ function resetView(params) {
 function profileView() {
   const main = page('My profile');
   const nameForm = h('form', {}, h('div', { class: 'form-alert' }), h('div', { class: 'field' }, h('label', { for: 'f-name' }, 'Name'), h('input', { id: 'f-name', name: 'name', value: me.attributes.name || '' })), h('button', { type: 'submit' }, 'Save name'));
-  nameForm.addEventListener('submit', async (e) => { e.preventDefault(); try { await api('PATCH', '/api/auth/me', { data: { type: 'users', id: me.id, attributes: { name: nameForm.elements.name.value } } }); await loadMe(); profileView(); } catch (err) { showErrors(nameForm, err); } });
+  nameForm.addEventListener('submit', async (e) => { e.preventDefault(); try { await api('PATCH', '/api/auth/me', { data: { type: 'users', id: me.id, attributes: { name: nameForm.elements.name.value } } }); await loadMe(); render(profileView); } catch (err) { showErrors(nameForm, err); } });
   const pw = h('form', {}, h('div', { class: 'form-alert' }), h('div', { class: 'field' }, h('label', { for: 'f-current_password' }, 'Current password'), h('input', { id: 'f-current_password', name: 'current_password', type: 'password', autocomplete: 'current-password' })),
     h('div', { class: 'field' }, h('label', { for: 'f-password' }, 'New password'), h('input', { id: 'f-password', name: 'password', type: 'password', autocomplete: 'new-password' })), h('button', { type: 'submit' }, 'Change password'));
   pw.addEventListener('submit', async (e) => { e.preventDefault(); try { await api('PATCH', '/api/auth/me', { data: { type: 'users', id: me.id, attributes: { current_password: pw.elements.current_password.value, password: pw.elements.password.value } } }); pw.replaceChildren(h('p', { class: 'notice', role: 'status' }, 'Password changed.')); } catch (err) { showErrors(pw, err); } });
@@ -351,13 +355,24 @@ async function loadMe() {
 function homeView() {
   page(`Welcome, ${me.attributes.name || me.attributes.email}`, h('p', {}, isAdmin() ? 'Manage the gateway from the menu above.' : 'Your keys and your usage are in the menu above.'));
 }
-async function route() {
+// Each navigation is one generation: a view whose generation has passed (the user went on
+// while it waited for the API) must not draw over the newer one, nor mark it ready.
+let generation = 0;
+async function render(view) {
+  const mine = ++generation;
+  await view(() => mine !== generation);
+  const main = document.getElementById('main');
+  if (mine === generation && main) main.removeAttribute('aria-busy');
+}
+const route = () => render(routeView);
+async function routeView(stale) {
   const [path, query] = location.hash.replace(/^#/, '').split('?');
   const params = new URLSearchParams(query || '');
   const parts = path.split('/').filter(Boolean);
   if (parts[0] === 'forgot-password') return forgotView();
   if (parts[0] === 'reset-password') return resetView(params);
   if (!me) await loadMe();
+  if (stale()) return;
   if (!me || parts[0] === 'login') return loginView();
   const type = byPath[parts[0]];
   if (type && (isAdmin() || type === 'api_keys')) return parts[1] ? detailView(type, parts[1]) : listView(type, params);
@@ -365,5 +380,10 @@ async function route() {
   if (parts[0] === 'profile') return profileView();
   return homeView();
 }
-window.addEventListener('hashchange', () => { route().then(() => { const m = document.getElementById('main'); if (m) m.focus(); }); });
-route();
+// Focus goes to a new page's <main>; a page kept as it was (the sign-in form) keeps its focus.
+window.addEventListener('hashchange', () => {
+  const before = document.getElementById('main');
+  route().then(() => { const m = document.getElementById('main'); if (m && m !== before) m.focus(); });
+});
+// The first view drawn with its data: the first-load time (from navigation start) is this mark's.
+route().then(() => performance.mark('console-ready'));
