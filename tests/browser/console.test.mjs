@@ -147,6 +147,7 @@ try {
     await ready(page, 'New plan');
     await page.getByLabel('Name', { exact: true }).fill('Starter');
     await page.getByLabel('Rate limit per minute').fill('1000');
+    await page.getByLabel('Requests per month').fill('1000');
     await page.getByRole('button', { name: 'Create' }).click();
     await ready(page, 'Plan');
   });
@@ -190,6 +191,23 @@ try {
     await choose(page, 'Upstream', 'hello');
     await page.getByRole('button', { name: 'Create' }).click();
     await ready(page, 'Route');
+  });
+
+  await step("a route's allowed plans: ticked, saved through the relationship endpoint, still ticked on reload", async () => {
+    const section = page.locator('#rel-allowed_plans');
+    await section.getByLabel('Starter', { exact: true }).check();
+    await section.getByRole('button', { name: 'Save allowed plans' }).click();
+    await section.getByRole('status').filter({ hasText: 'Saved: 1 entry.' }).waitFor();
+    const routeId = page.url().split('/').pop();
+    const linkage = await page.evaluate(async (id) => (await (await fetch(`/api/routes/${id}/relationships/allowed_plans`)).json()).data, routeId);
+    const plans = await page.evaluate(async () => (await (await fetch('/api/plans?filter[q]=Starter')).json()).data.map((p) => p.id));
+    assert.deepEqual(linkage.map((r) => r.id), plans);
+    await page.reload();
+    await ready(page, 'Route');
+    assert.equal(await page.locator('#rel-allowed_plans').getByLabel('Starter', { exact: true }).isChecked(), true);
+    assert.equal(await page.locator('#rel-allowed_groups input[type=checkbox]:checked').count(), 0);
+    await axe(page, 'route with its relationships');
+    await page.screenshot({ path: join(shots, 'route-relationships.png'), fullPage: true });
   });
 
   let secret;
@@ -251,6 +269,32 @@ try {
     assert.equal(await page.getByRole('columnheader', { name: /^Email/ }).getAttribute('aria-sort'), 'ascending');
   });
 
+  await step('a group: created with its owner, a member added and removed through the relationship endpoint', async () => {
+    await page.goto(`${ADMIN_URL}/#/groups/new`);
+    await ready(page, 'New group');
+    await page.getByLabel('Name', { exact: true }).fill('Team Ada');
+    await choose(page, 'Owner', ADMIN.email);
+    await page.getByRole('button', { name: 'Create' }).click();
+    await ready(page, 'Group');
+    const groupId = page.url().split('/').pop();
+    const members = page.locator('#members');
+    await members.getByRole('cell', { name: ADMIN.email }).waitFor();
+    await members.getByLabel('User', { exact: true }).selectOption({ label: USER.email });
+    await members.getByLabel('Member role').selectOption('admin');
+    await members.getByRole('button', { name: 'Add member' }).click();
+    await members.getByRole('button', { name: `Remove ${USER.email}` }).waitFor();
+    await ready(page, 'Group');
+    const roles = async () => Object.fromEntries((await page.evaluate(async (id) => (await (await fetch(`/api/groups/${id}/relationships/members`)).json()).data, groupId)).map((m) => [m.id, m.meta && m.meta.role]));
+    assert.deepEqual(Object.values(await roles()).sort(), ['admin', 'owner']);
+    await axe(page, 'group with members');
+    await page.screenshot({ path: join(shots, 'group-members.png'), fullPage: true });
+    await members.getByRole('button', { name: `Remove ${USER.email}` }).click();
+    await members.getByRole('button', { name: `Remove ${USER.email}` }).waitFor({ state: 'detached' });
+    assert.deepEqual(Object.values(await roles()), ['owner']);
+    // The owner stays: there is no button to remove them.
+    assert.equal(await members.getByRole('button', { name: /^Remove/ }).count(), 0);
+  });
+
   await step('revoke: the proxy refuses the key', async () => {
     await page.goto(keyUrl);
     await ready(page, 'API key');
@@ -287,6 +331,11 @@ try {
     assert.ok(!/Users|Plans|Routes|Upstreams/.test(nav), nav);
     await visit(p, '#/usage?period=1h', 'My usage', 'user-usage-phone');
     assert.ok(Number(await p.locator('[data-testid=usage-total]').textContent()) >= 1);
+    // The quota meter: the plan's requests_per_month, and this month's counted requests (one forwarded request).
+    const meter = p.getByRole('meter', { name: 'Quota this month' });
+    assert.equal(await meter.getAttribute('aria-valuemax'), '1000');
+    assert.equal(await meter.getAttribute('aria-valuenow'), '1');
+    assert.equal(await p.getByTestId('quota-text').textContent(), '1 of 1000 requests (Starter plan)');
     await visit(p, '#/profile', 'My profile', 'profile');
     const users = await p.evaluate(async () => (await fetch('/api/users')).status);
     assert.equal(users, 403);

@@ -60,12 +60,14 @@ const TYPES = {
   routes: { path: 'routes', title: 'Routes', cols: ['name', 'path_pattern', 'match_type', 'priority', 'enabled'], sort: ['name', 'priority', 'path_pattern'],
     filters: { enabled: ['', 'true', 'false'], match_type: ['', 'exact', 'prefix', 'regex'] },
     fields: [['name', 'text'], ['description', 'textarea'], ['path_pattern', 'text'], ['match_type', ['prefix', 'exact', 'regex']], ['strip_path', 'bool'], ['auth_required', 'bool'], ['priority', 'number'], ['enabled', 'bool']],
-    rels: { upstream: 'upstreams' } },
+    rels: { upstream: 'upstreams' },
+    many: { allowed_plans: ['plans', 'None ticked: every plan may use this route.'], allowed_groups: ['groups', 'None ticked: no group restriction.'] } },
   upstreams: { path: 'upstreams', title: 'Upstreams', cols: ['name', 'base_url', 'health', 'enabled'], sort: ['name'],
     filters: { enabled: ['', 'true', 'false'], health: ['', 'up', 'down', 'unknown'] },
     fields: [['name', 'text'], ['description', 'textarea'], ['base_url', 'url'], ['timeout_ms', 'number'], ['health_check_path', 'text'], ['enabled', 'bool']] },
-  groups: { path: 'groups', title: 'Groups', cols: ['name', 'description'], sort: ['name'], filters: {},
-    fields: [['name', 'text'], ['description', 'textarea']] },
+  groups: { path: 'groups', title: 'Groups', cols: ['name', 'slug', 'status', 'description'], sort: ['name', 'slug'], filters: { status: ['', 'active', 'suspended'] },
+    fields: [['name', 'text'], ['slug', 'text'], ['description', 'textarea'], ['billing_email', 'email'], ['status', ['active', 'suspended']]],
+    rels: { owner: 'users', plan: 'plans' }, members: true },
   webhooks: { path: 'webhooks', title: 'Webhooks', cols: ['name', 'url', 'events', 'enabled', 'consecutive_failures'], sort: ['name'],
     filters: { enabled: ['', 'true', 'false'] },
     fields: [['name', 'text'], ['url', 'url'], ['events', 'list'], ['description', 'textarea'], ['enabled', 'bool']] },
@@ -230,7 +232,68 @@ async function detailView(type, id) {
     } }, 'Delete'));
   }
   main.append(h('h2', {}, 'Details'), h('dl', {}, Object.entries(res.attributes).flatMap(([k, v]) => [h('dt', {}, label(k)), h('dd', {}, show(v))])), actions);
+  for (const [rel, [target, hint]] of Object.entries(def.many || {})) await toMany(main, def, id, rel, target, hint);
+  if (def.members) await members(main, id);
   if (type === 'webhooks') await deliveries(main, id);
+}
+
+// ---------- to-many relationships, through their relationship endpoints ----------
+// GET …/relationships/{rel} is paginated like a collection: follow links.next to the end.
+async function linkage(path) {
+  const all = []; let next = `${path}?page[size]=100`;
+  for (let i = 0; next && i < 50; i++) { const doc = await api('GET', next); all.push(...doc.data); next = doc.links && doc.links.next; }
+  return all;
+}
+// A route's allowed plans or groups: one checkbox per candidate, saved with PATCH (full replacement).
+async function toMany(main, def, id, rel, target, hint) {
+  const path = `/api/${def.path}/${id}/relationships/${rel}`;
+  const section = h('section', { id: `rel-${rel}`, 'aria-labelledby': `rel-${rel}-h` }, h('h2', { id: `rel-${rel}-h` }, label(rel)));
+  main.append(section);
+  let linked; let candidates;
+  try { [linked, candidates] = await Promise.all([linkage(path), api('GET', `/api/${TYPES[target].path}?page[size]=100&sort=name`)]); } catch (e) { section.append(alertBox(e)); return; }
+  const chosen = new Set(linked.map((r) => r.id));
+  const status = h('p', { role: 'status' });
+  const boxes = candidates.data.map((r) => h('div', { class: 'check' },
+    h('input', { type: 'checkbox', id: `rel-${rel}-${r.id}`, name: rel, value: r.id, checked: chosen.has(r.id) }),
+    h('label', { for: `rel-${rel}-${r.id}` }, r.attributes.name || r.id)));
+  const form = h('form', { novalidate: true }, h('div', { class: 'form-alert' }),
+    h('fieldset', { 'aria-describedby': `rel-${rel}-hint` }, h('legend', { class: 'visually-hidden' }, label(rel)), h('p', { class: 'hint', id: `rel-${rel}-hint` }, hint),
+      boxes.length ? boxes : h('p', {}, `No ${TYPES[target].title.toLowerCase()} yet.`)),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, `Save ${label(rel).toLowerCase()}`), status));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault(); status.textContent = '';
+    const data = [...form.querySelectorAll(`input[name="${rel}"]:checked`)].map((b) => ({ type: target, id: b.value }));
+    try { const doc = await api('PATCH', path, { data }); form.querySelector('.form-alert').replaceChildren(); status.textContent = `Saved: ${doc.data.length} ${doc.data.length === 1 ? 'entry' : 'entries'}.`; } catch (err) { showErrors(form, err); }
+  });
+  section.append(form);
+}
+// A group's members: POST / DELETE …/relationships/members add and remove, each with its role.
+async function members(main, id) {
+  const path = `/api/groups/${id}/relationships/members`;
+  const section = document.getElementById('members') || main.appendChild(h('section', { id: 'members', 'aria-labelledby': 'members-h' }));
+  section.replaceChildren(h('h2', { id: 'members-h' }, 'Members'));
+  let linked; let users;
+  try { [linked, users] = await Promise.all([linkage(path), api('GET', '/api/users?page[size]=100&sort=email')]); } catch (e) { section.append(alertBox(e)); return; }
+  const email = Object.fromEntries(users.data.map((u) => [u.id, u.attributes.email]));
+  const alert = h('div', { class: 'form-alert' });
+  const change = async (method, data) => {
+    try { await api(method, path, { data }); } catch (err) { alert.replaceChildren(alertBox(err)); return; }
+    await members(main, id);
+  };
+  const rows = linked.map((m) => {
+    const who = email[m.id] || m.id; const role = (m.meta && m.meta.role) || 'member';
+    return h('tr', {}, h('td', {}, h('a', { href: `#/users/${m.id}` }, who)), h('td', {}, role),
+      h('td', {}, role === 'owner' ? '—' : h('button', { type: 'button', class: 'secondary', 'aria-label': `Remove ${who}`, onclick: () => change('DELETE', [{ type: 'users', id: m.id }]) }, 'Remove')));
+  });
+  const present = new Set(linked.map((m) => m.id));
+  const user = h('select', { id: 'member-user' }, users.data.filter((u) => !present.has(u.id)).map((u) => h('option', { value: u.id }, u.attributes.email)));
+  const role = h('select', { id: 'member-role' }, ['member', 'admin'].map((r) => h('option', { value: r }, r)));
+  const add = h('form', { class: 'toolbar', 'aria-label': 'Add a member' },
+    h('div', {}, h('label', { for: 'member-user' }, 'User'), user), h('div', {}, h('label', { for: 'member-role' }, 'Member role'), role),
+    h('button', { type: 'submit', disabled: !user.options.length }, 'Add member'));
+  add.addEventListener('submit', (e) => { e.preventDefault(); if (user.value) change('POST', [{ type: 'users', id: user.value, meta: { role: role.value } }]); });
+  section.append(alert, h('div', { class: 'scroll' }, h('table', {}, h('caption', { class: 'visually-hidden' }, 'Members'), h('thead', {}, h('tr', {}, ['User', 'Role', 'Action'].map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 3 }, 'No members.'))))), add);
 }
 async function deliveries(main, id) {
   try {
@@ -280,13 +343,27 @@ async function usageView(params) {
       figure.append(h('div', { class: 'chart', role: 'img', 'aria-label': `${requests} requests this period` }, h('div', { class: 'bar', 'data-height': 100 })),
         h('figcaption', {}, 'Requests: ', h('strong', { 'data-testid': 'usage-total' }, String(requests)), ' (totals of the current period)'));
       figure.querySelectorAll('.bar').forEach((b) => { b.style.height = requests ? '100%' : '2%'; });
-      if (m.quota != null || totals.quota != null) {
-        const quota = m.quota ?? totals.quota; const used = totals.counted ?? requests;
-        if (quota > 0) main.append(h('h2', {}, 'Quota'), h('div', { class: 'meter', role: 'meter', 'aria-valuemin': 0, 'aria-valuemax': quota, 'aria-valuenow': used, 'aria-label': 'Quota used' }, h('span', { 'data-w': Math.min(100, Math.round(100 * used / quota)) })), h('p', {}, `${used} of ${quota}`));
-        main.querySelectorAll('.meter span').forEach((s) => { s.style.width = `${s.dataset.w}%`; });
-      }
     } catch (e2) { figure.append(alertBox(e2)); }
   }
+  if (!isAdmin()) await quotaMeter(main);
+}
+// The monthly quota (proxy.md §5): the limit is the plan's requests_per_month (-1: unlimited), the
+// use is what the usage summary counts toward it this calendar month (totals.counted, overage
+// included) on the user's own keys; group keys count toward their group's quota instead.
+async function quotaMeter(main) {
+  const plan = me.relationships && me.relationships.plan && me.relationships.plan.data;
+  if (!plan) return;
+  const section = main.appendChild(h('section', { id: 'quota', 'aria-labelledby': 'quota-h' }, h('h2', { id: 'quota-h' }, 'Quota this month')));
+  try {
+    const [p, summary] = await Promise.all([api('GET', `/api/plans/${plan.id}`), api('GET', `/api/usage/summary?filter[period]=month&filter[user]=${me.id}&filter[group]=none`)]);
+    const limit = p.data.attributes.requests_per_month;
+    const used = summary.meta.totals.counted;
+    const name = p.data.attributes.name;
+    if (limit == null || limit < 0) { section.append(h('p', { 'data-testid': 'quota-text' }, `${used} requests counted this month; the ${name} plan has no monthly quota.`)); return; }
+    const meter = h('div', { class: 'meter', role: 'meter', 'aria-labelledby': 'quota-h', 'aria-valuemin': 0, 'aria-valuemax': limit, 'aria-valuenow': Math.min(used, limit), 'aria-valuetext': `${used} of ${limit} requests` }, h('span', {}));
+    meter.firstChild.style.width = `${limit ? Math.min(100, (100 * used) / limit) : 100}%`;
+    section.append(meter, h('p', { 'data-testid': 'quota-text' }, `${used} of ${limit} requests (${name} plan)${used > limit ? `, ${used - limit} beyond the quota` : ''}`));
+  } catch (e) { section.append(alertBox(e)); }
 }
 
 // ---------- auth pages ----------
