@@ -152,6 +152,14 @@ try {
     await ready(page, 'Plan');
   });
 
+  await step('edit the plan: saved, and the details show the change', async () => {
+    await page.getByLabel('Description').fill('For trying things out');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await page.getByRole('status').filter({ hasText: 'Saved.' }).waitFor();
+    await ready(page, 'Plan');
+    assert.match(await page.locator('dl').textContent(), /For trying things out/);
+  });
+
   await step('a validation error appears on its field', async () => {
     await page.goto(`${ADMIN_URL}/#/users/new`);
     await ready(page, 'New user');

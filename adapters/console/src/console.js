@@ -202,7 +202,7 @@ async function detailView(type, id) {
       const doc = await api(creating ? 'POST' : 'PATCH', creating ? `/api/${def.path}` : `/api/${def.path}/${id}`, { data });
       if (doc.data.meta && doc.data.meta.key) { render(() => secretView(doc.data)); return; }
       location.hash = `#/${def.path}/${doc.data.id}`;
-      if (!creating) render(() => detailView(type, id)).then(() => document.getElementById('main').prepend(h('div', { class: 'notice', role: 'status' }, 'Saved.')));
+      if (!creating) render(() => detailView(type, id)).then((current) => current && document.getElementById('main').prepend(h('div', { class: 'notice', role: 'status' }, 'Saved.')));
     } catch (err) { showErrors(form, err); }
   });
   main.append(form);
@@ -439,7 +439,9 @@ async function render(view) {
   const mine = ++generation;
   await view(() => mine !== generation);
   const main = document.getElementById('main');
-  if (mine === generation && main) main.removeAttribute('aria-busy');
+  if (mine !== generation) return false;
+  if (main) main.removeAttribute('aria-busy');
+  return true;
 }
 const route = () => render(routeView);
 async function routeView(stale) {
