@@ -34,9 +34,11 @@ function h(tag, props, ...children) {
   for (const c of children.flat()) if (c != null && c !== false) el.append(c instanceof Node ? c : String(c));
   return el;
 }
+// A view draws its heading at once and its data when the API answers: its <main> is
+// aria-busy until then (screen readers wait for it, and so can anything that reads the page).
 function page(title, ...content) {
   document.title = `${title} · Tollgate`;
-  const main = h('main', { id: 'main', tabindex: '-1' }, h('h1', {}, title), ...content);
+  const main = h('main', { id: 'main', tabindex: '-1', 'aria-busy': 'true' }, h('h1', {}, title), ...content);
   app.replaceChildren(...(me ? [header()] : []), main);
   return main;
 }
@@ -58,12 +60,14 @@ const TYPES = {
   routes: { path: 'routes', title: 'Routes', cols: ['name', 'path_pattern', 'match_type', 'priority', 'enabled'], sort: ['name', 'priority', 'path_pattern'],
     filters: { enabled: ['', 'true', 'false'], match_type: ['', 'exact', 'prefix', 'regex'] },
     fields: [['name', 'text'], ['description', 'textarea'], ['path_pattern', 'text'], ['match_type', ['prefix', 'exact', 'regex']], ['strip_path', 'bool'], ['auth_required', 'bool'], ['priority', 'number'], ['enabled', 'bool']],
-    rels: { upstream: 'upstreams' } },
+    rels: { upstream: 'upstreams' },
+    many: { allowed_plans: ['plans', 'None ticked: every plan may use this route.'], allowed_groups: ['groups', 'None ticked: no group restriction.'] } },
   upstreams: { path: 'upstreams', title: 'Upstreams', cols: ['name', 'base_url', 'health', 'enabled'], sort: ['name'],
     filters: { enabled: ['', 'true', 'false'], health: ['', 'up', 'down', 'unknown'] },
     fields: [['name', 'text'], ['description', 'textarea'], ['base_url', 'url'], ['timeout_ms', 'number'], ['health_check_path', 'text'], ['enabled', 'bool']] },
-  groups: { path: 'groups', title: 'Groups', cols: ['name', 'description'], sort: ['name'], filters: {},
-    fields: [['name', 'text'], ['description', 'textarea']] },
+  groups: { path: 'groups', title: 'Groups', cols: ['name', 'slug', 'status', 'description'], sort: ['name', 'slug'], filters: { status: ['', 'active', 'suspended'] },
+    fields: [['name', 'text'], ['slug', 'text'], ['description', 'textarea'], ['billing_email', 'email'], ['status', ['active', 'suspended']]],
+    rels: { owner: 'users', plan: 'plans' }, members: true },
   webhooks: { path: 'webhooks', title: 'Webhooks', cols: ['name', 'url', 'events', 'enabled', 'consecutive_failures'], sort: ['name'],
     filters: { enabled: ['', 'true', 'false'] },
     fields: [['name', 'text'], ['url', 'url'], ['events', 'list'], ['description', 'textarea'], ['enabled', 'bool']] },
@@ -196,9 +200,9 @@ async function detailView(type, id) {
     if (!creating) data.id = id;
     try {
       const doc = await api(creating ? 'POST' : 'PATCH', creating ? `/api/${def.path}` : `/api/${def.path}/${id}`, { data });
-      if (doc.data.meta && doc.data.meta.key) { secretView(doc.data); return; }
+      if (doc.data.meta && doc.data.meta.key) { render(() => secretView(doc.data)); return; }
       location.hash = `#/${def.path}/${doc.data.id}`;
-      if (!creating) detailView(type, id).then(() => document.getElementById('main').prepend(h('div', { class: 'notice', role: 'status' }, 'Saved.')));
+      if (!creating) render(() => detailView(type, id)).then((current) => current && document.getElementById('main').prepend(h('div', { class: 'notice', role: 'status' }, 'Saved.')));
     } catch (err) { showErrors(form, err); }
   });
   main.append(form);
@@ -207,19 +211,19 @@ async function detailView(type, id) {
   if (type === 'api_keys') {
     actions.append(h('button', { type: 'button', class: 'secondary', onclick: async () => {
       if (!confirm('Revoke this key? The proxy refuses it from now on.')) return;
-      await api('POST', `/api/api-keys/${id}/revoke`); detailView(type, id);
+      await api('POST', `/api/api-keys/${id}/revoke`); render(() => detailView(type, id));
     } }, 'Revoke'));
     const grace = h('input', { id: 'grace', type: 'number', min: 0, max: 604800, value: 86400 });
     actions.append(h('label', { for: 'grace' }, 'Grace (s)'), grace, h('button', { type: 'button', class: 'secondary', onclick: async () => {
       try {
         const doc = await api('POST', `/api/api-keys/${id}/rotate`, { data: { type: 'api_key_rotations', attributes: { grace_seconds: Number(grace.value) } } });
-        secretView(doc.data);
+        render(() => secretView(doc.data));
       } catch (err) { main.append(alertBox(err)); }
     } }, 'Rotate'));
   }
   if (type === 'webhooks') {
-    actions.append(h('button', { type: 'button', class: 'secondary', onclick: async () => { try { await api('POST', `/api/webhooks/${id}/test`); detailView(type, id); } catch (err) { main.append(alertBox(err)); } } }, 'Send test'),
-      h('button', { type: 'button', class: 'secondary', onclick: async () => { try { const d = await api('POST', `/api/webhooks/${id}/rotate-secret`); if (d && d.data.meta) secretView(d.data); } catch (err) { main.append(alertBox(err)); } } }, 'Rotate secret'));
+    actions.append(h('button', { type: 'button', class: 'secondary', onclick: async () => { try { await api('POST', `/api/webhooks/${id}/test`); render(() => detailView(type, id)); } catch (err) { main.append(alertBox(err)); } } }, 'Send test'),
+      h('button', { type: 'button', class: 'secondary', onclick: async () => { try { const d = await api('POST', `/api/webhooks/${id}/rotate-secret`); if (d && d.data.meta) render(() => secretView(d.data)); } catch (err) { main.append(alertBox(err)); } } }, 'Rotate secret'));
   }
   if (!def.readOnly && (isAdmin() || type === 'api_keys')) {
     actions.append(h('button', { type: 'button', class: 'danger', onclick: async () => {
@@ -228,7 +232,68 @@ async function detailView(type, id) {
     } }, 'Delete'));
   }
   main.append(h('h2', {}, 'Details'), h('dl', {}, Object.entries(res.attributes).flatMap(([k, v]) => [h('dt', {}, label(k)), h('dd', {}, show(v))])), actions);
+  for (const [rel, [target, hint]] of Object.entries(def.many || {})) await toMany(main, def, id, rel, target, hint);
+  if (def.members) await members(main, id);
   if (type === 'webhooks') await deliveries(main, id);
+}
+
+// ---------- to-many relationships, through their relationship endpoints ----------
+// GET …/relationships/{rel} is paginated like a collection: follow links.next to the end.
+async function linkage(path) {
+  const all = []; let next = `${path}?page[size]=100`;
+  for (let i = 0; next && i < 50; i++) { const doc = await api('GET', next); all.push(...doc.data); next = doc.links && doc.links.next; }
+  return all;
+}
+// A route's allowed plans or groups: one checkbox per candidate, saved with PATCH (full replacement).
+async function toMany(main, def, id, rel, target, hint) {
+  const path = `/api/${def.path}/${id}/relationships/${rel}`;
+  const section = h('section', { id: `rel-${rel}`, 'aria-labelledby': `rel-${rel}-h` }, h('h2', { id: `rel-${rel}-h` }, label(rel)));
+  main.append(section);
+  let linked; let candidates;
+  try { [linked, candidates] = await Promise.all([linkage(path), api('GET', `/api/${TYPES[target].path}?page[size]=100&sort=name`)]); } catch (e) { section.append(alertBox(e)); return; }
+  const chosen = new Set(linked.map((r) => r.id));
+  const status = h('p', { role: 'status' });
+  const boxes = candidates.data.map((r) => h('div', { class: 'check' },
+    h('input', { type: 'checkbox', id: `rel-${rel}-${r.id}`, name: rel, value: r.id, checked: chosen.has(r.id) }),
+    h('label', { for: `rel-${rel}-${r.id}` }, r.attributes.name || r.id)));
+  const form = h('form', { novalidate: true }, h('div', { class: 'form-alert' }),
+    h('fieldset', { 'aria-describedby': `rel-${rel}-hint` }, h('legend', { class: 'visually-hidden' }, label(rel)), h('p', { class: 'hint', id: `rel-${rel}-hint` }, hint),
+      boxes.length ? boxes : h('p', {}, `No ${TYPES[target].title.toLowerCase()} yet.`)),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, `Save ${label(rel).toLowerCase()}`), status));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault(); status.textContent = '';
+    const data = [...form.querySelectorAll(`input[name="${rel}"]:checked`)].map((b) => ({ type: target, id: b.value }));
+    try { const doc = await api('PATCH', path, { data }); form.querySelector('.form-alert').replaceChildren(); status.textContent = `Saved: ${doc.data.length} ${doc.data.length === 1 ? 'entry' : 'entries'}.`; } catch (err) { showErrors(form, err); }
+  });
+  section.append(form);
+}
+// A group's members: POST / DELETE …/relationships/members add and remove, each with its role.
+async function members(main, id) {
+  const path = `/api/groups/${id}/relationships/members`;
+  const section = document.getElementById('members') || main.appendChild(h('section', { id: 'members', 'aria-labelledby': 'members-h' }));
+  section.replaceChildren(h('h2', { id: 'members-h' }, 'Members'));
+  let linked; let users;
+  try { [linked, users] = await Promise.all([linkage(path), api('GET', '/api/users?page[size]=100&sort=email')]); } catch (e) { section.append(alertBox(e)); return; }
+  const email = Object.fromEntries(users.data.map((u) => [u.id, u.attributes.email]));
+  const alert = h('div', { class: 'form-alert' });
+  const change = async (method, data) => {
+    try { await api(method, path, { data }); } catch (err) { alert.replaceChildren(alertBox(err)); return; }
+    await members(main, id);
+  };
+  const rows = linked.map((m) => {
+    const who = email[m.id] || m.id; const role = (m.meta && m.meta.role) || 'member';
+    return h('tr', {}, h('td', {}, h('a', { href: `#/users/${m.id}` }, who)), h('td', {}, role),
+      h('td', {}, role === 'owner' ? '—' : h('button', { type: 'button', class: 'secondary', 'aria-label': `Remove ${who}`, onclick: () => change('DELETE', [{ type: 'users', id: m.id }]) }, 'Remove')));
+  });
+  const present = new Set(linked.map((m) => m.id));
+  const user = h('select', { id: 'member-user' }, users.data.filter((u) => !present.has(u.id)).map((u) => h('option', { value: u.id }, u.attributes.email)));
+  const role = h('select', { id: 'member-role' }, ['member', 'admin'].map((r) => h('option', { value: r }, r)));
+  const add = h('form', { class: 'toolbar', 'aria-label': 'Add a member' },
+    h('div', {}, h('label', { for: 'member-user' }, 'User'), user), h('div', {}, h('label', { for: 'member-role' }, 'Member role'), role),
+    h('button', { type: 'submit', disabled: !user.options.length }, 'Add member'));
+  add.addEventListener('submit', (e) => { e.preventDefault(); if (user.value) change('POST', [{ type: 'users', id: user.value, meta: { role: role.value } }]); });
+  section.append(alert, h('div', { class: 'scroll' }, h('table', {}, h('caption', { class: 'visually-hidden' }, 'Members'), h('thead', {}, h('tr', {}, ['User', 'Role', 'Action'].map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 3 }, 'No members.'))))), add);
 }
 async function deliveries(main, id) {
   try {
@@ -278,20 +343,36 @@ async function usageView(params) {
       figure.append(h('div', { class: 'chart', role: 'img', 'aria-label': `${requests} requests this period` }, h('div', { class: 'bar', 'data-height': 100 })),
         h('figcaption', {}, 'Requests: ', h('strong', { 'data-testid': 'usage-total' }, String(requests)), ' (totals of the current period)'));
       figure.querySelectorAll('.bar').forEach((b) => { b.style.height = requests ? '100%' : '2%'; });
-      if (m.quota != null || totals.quota != null) {
-        const quota = m.quota ?? totals.quota; const used = totals.counted ?? requests;
-        if (quota > 0) main.append(h('h2', {}, 'Quota'), h('div', { class: 'meter', role: 'meter', 'aria-valuemin': 0, 'aria-valuemax': quota, 'aria-valuenow': used, 'aria-label': 'Quota used' }, h('span', { 'data-w': Math.min(100, Math.round(100 * used / quota)) })), h('p', {}, `${used} of ${quota}`));
-        main.querySelectorAll('.meter span').forEach((s) => { s.style.width = `${s.dataset.w}%`; });
-      }
     } catch (e2) { figure.append(alertBox(e2)); }
   }
+  if (!isAdmin()) await quotaMeter(main);
+}
+// The monthly quota (proxy.md §5): the limit is the plan's requests_per_month (-1: unlimited), the
+// use is what the usage summary counts toward it this calendar month (totals.counted, overage
+// included) on the user's own keys; group keys count toward their group's quota instead.
+async function quotaMeter(main) {
+  const plan = me.relationships && me.relationships.plan && me.relationships.plan.data;
+  if (!plan) return;
+  const section = main.appendChild(h('section', { id: 'quota', 'aria-labelledby': 'quota-h' }, h('h2', { id: 'quota-h' }, 'Quota this month')));
+  try {
+    const [p, summary] = await Promise.all([api('GET', `/api/plans/${plan.id}`), api('GET', `/api/usage/summary?filter[period]=month&filter[user]=${me.id}&filter[group]=none`)]);
+    const limit = p.data.attributes.requests_per_month;
+    const used = summary.meta.totals.counted;
+    const name = p.data.attributes.name;
+    if (limit == null || limit < 0) { section.append(h('p', { 'data-testid': 'quota-text' }, `${used} requests counted this month; the ${name} plan has no monthly quota.`)); return; }
+    const meter = h('div', { class: 'meter', role: 'meter', 'aria-labelledby': 'quota-h', 'aria-valuemin': 0, 'aria-valuemax': limit, 'aria-valuenow': Math.min(used, limit), 'aria-valuetext': `${used} of ${limit} requests` }, h('span', {}));
+    meter.firstChild.style.width = `${limit ? Math.min(100, (100 * used) / limit) : 100}%`;
+    section.append(meter, h('p', { 'data-testid': 'quota-text' }, `${used} of ${limit} requests (${name} plan)${used > limit ? `, ${used - limit} beyond the quota` : ''}`));
+  } catch (e) { section.append(alertBox(e)); }
 }
 
 // ---------- auth pages ----------
 function loginView() {
   me = null;
+  // Already on the sign-in form (say `/` then `#/login`): keep it and what has been typed in it.
+  if (document.getElementById('login-form')) return;
   const main = page('Sign in to Tollgate');
-  const form = h('form', { class: 'card', novalidate: true }, h('div', { class: 'form-alert' }),
+  const form = h('form', { id: 'login-form', class: 'card', novalidate: true }, h('div', { class: 'form-alert' }),
     h('div', { class: 'field' }, h('label', { for: 'f-email' }, 'Email'), h('input', { id: 'f-email', name: 'email', type: 'email', autocomplete: 'username', required: true })),
     h('div', { class: 'field' }, h('label', { for: 'f-password' }, 'Password'), h('input', { id: 'f-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true })),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Sign in'), h('a', { href: '#/forgot-password' }, 'Forgot password?')));
@@ -326,7 +407,7 @@ function resetView(params) {
 function profileView() {
   const main = page('My profile');
   const nameForm = h('form', {}, h('div', { class: 'form-alert' }), h('div', { class: 'field' }, h('label', { for: 'f-name' }, 'Name'), h('input', { id: 'f-name', name: 'name', value: me.attributes.name || '' })), h('button', { type: 'submit' }, 'Save name'));
-  nameForm.addEventListener('submit', async (e) => { e.preventDefault(); try { await api('PATCH', '/api/auth/me', { data: { type: 'users', id: me.id, attributes: { name: nameForm.elements.name.value } } }); await loadMe(); profileView(); } catch (err) { showErrors(nameForm, err); } });
+  nameForm.addEventListener('submit', async (e) => { e.preventDefault(); try { await api('PATCH', '/api/auth/me', { data: { type: 'users', id: me.id, attributes: { name: nameForm.elements.name.value } } }); await loadMe(); render(profileView); } catch (err) { showErrors(nameForm, err); } });
   const pw = h('form', {}, h('div', { class: 'form-alert' }), h('div', { class: 'field' }, h('label', { for: 'f-current_password' }, 'Current password'), h('input', { id: 'f-current_password', name: 'current_password', type: 'password', autocomplete: 'current-password' })),
     h('div', { class: 'field' }, h('label', { for: 'f-password' }, 'New password'), h('input', { id: 'f-password', name: 'password', type: 'password', autocomplete: 'new-password' })), h('button', { type: 'submit' }, 'Change password'));
   pw.addEventListener('submit', async (e) => { e.preventDefault(); try { await api('PATCH', '/api/auth/me', { data: { type: 'users', id: me.id, attributes: { current_password: pw.elements.current_password.value, password: pw.elements.password.value } } }); pw.replaceChildren(h('p', { class: 'notice', role: 'status' }, 'Password changed.')); } catch (err) { showErrors(pw, err); } });
@@ -351,13 +432,26 @@ async function loadMe() {
 function homeView() {
   page(`Welcome, ${me.attributes.name || me.attributes.email}`, h('p', {}, isAdmin() ? 'Manage the gateway from the menu above.' : 'Your keys and your usage are in the menu above.'));
 }
-async function route() {
+// Each navigation is one generation: a view whose generation has passed (the user went on
+// while it waited for the API) must not draw over the newer one, nor mark it ready.
+let generation = 0;
+async function render(view) {
+  const mine = ++generation;
+  await view(() => mine !== generation);
+  const main = document.getElementById('main');
+  if (mine !== generation) return false;
+  if (main) main.removeAttribute('aria-busy');
+  return true;
+}
+const route = () => render(routeView);
+async function routeView(stale) {
   const [path, query] = location.hash.replace(/^#/, '').split('?');
   const params = new URLSearchParams(query || '');
   const parts = path.split('/').filter(Boolean);
   if (parts[0] === 'forgot-password') return forgotView();
   if (parts[0] === 'reset-password') return resetView(params);
   if (!me) await loadMe();
+  if (stale()) return;
   if (!me || parts[0] === 'login') return loginView();
   const type = byPath[parts[0]];
   if (type && (isAdmin() || type === 'api_keys')) return parts[1] ? detailView(type, parts[1]) : listView(type, params);
@@ -365,5 +459,10 @@ async function route() {
   if (parts[0] === 'profile') return profileView();
   return homeView();
 }
-window.addEventListener('hashchange', () => { route().then(() => { const m = document.getElementById('main'); if (m) m.focus(); }); });
-route();
+// Focus goes to a new page's <main>; a page kept as it was (the sign-in form) keeps its focus.
+window.addEventListener('hashchange', () => {
+  const before = document.getElementById('main');
+  route().then(() => { const m = document.getElementById('main'); if (m && m !== before) m.focus(); });
+});
+// The first view drawn with its data: the first-load time (from navigation start) is this mark's.
+route().then(() => performance.mark('console-ready'));
