@@ -470,15 +470,17 @@ for target in nginx tollgate; do
         idle_ir=$(total_ir "$idle_file")
         idle_ir=$(awk -v ir="$idle_ir" -v a="$i0" -v b="$i1" 'BEGIN { printf "%.0f", ir / (b - a) }')
     fi
-    printf '%s ir=%s requests=%s served=%s window_s=%.1f idle_ir_per_s=%s rps=%s\n' "$target" "$ir" \
-        "$requests" "$served" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$idle_ir" \
+    printf '%s ir=%s totals_ir=%s requests=%s served=%s window_s=%.1f idle_ir_per_s=%s rps=%s\n' "$target" "$ir" \
+        "$(awk '/^totals:/ { print $2 }' "$file")" "$requests" "$served" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$idle_ir" \
         "$(field "$OUT/wrk-$target-run.txt" rps)" >>"$OUT/results.txt"
 done
 
-# The functions of each run's dump: self and inclusive cost.
+# The functions of each run's dump: self cost (bench/proxy/callgrind-self.awk: callgrind_annotate
+# 3.19 shows inclusive figures even with --inclusive=no) and inclusive cost (callgrind_annotate).
 for target in nginx tollgate; do
-    callgrind_annotate --inclusive=no --threshold=100 "$OUT/callgrind-$target-run.out" \
-        >"$OUT/$target-functions-self.txt" 2>&1 || die "callgrind_annotate failed for $target"
+    { printf 'self Ir\tfunction [object]  (%s, run; TOTAL = the sum of the self costs)\n' "$target"
+      awk -f bench/proxy/callgrind-self.awk "$OUT/callgrind-$target-run.out" | sort -t "$(printf '\t')" -k1,1 -rn
+    } >"$OUT/$target-functions-self.txt" || die "reading the self costs of $target failed"
     callgrind_annotate --inclusive=yes --threshold=100 "$OUT/callgrind-$target-run.out" \
         >"$OUT/$target-functions-inclusive.txt" 2>&1 || die "callgrind_annotate failed for $target"
 done
@@ -490,17 +492,24 @@ get() { # target, name → value from results.txt
     awk -v t="$1" -v k="$2" '$1 == t { for (i = 2; i <= NF; i++) { split($i, a, "="); if (a[1] == k) print a[2] } }' "$OUT/results.txt"
 }
 per_request() { awk -v ir="$(get "$1" ir)" -v n="$(get "$1" requests)" 'BEGIN { printf "%.0f", ir / n }'; }
+net_per_request() { # target → (Ir - the idle rate over the run's window) / requests
+    local rate
+    rate=$(get "$1" idle_ir_per_s)
+    [ "$rate" = - ] && { echo -; return; }
+    awk -v r="$rate" -v w="$(get "$1" window_s)" -v ir="$(get "$1" ir)" -v n="$(get "$1" requests)" \
+        'BEGIN { printf "%.0f", (ir - r * w) / n }'
+}
 idle_share() { # target → the idle rate over the run's window, per request, as a share of the figure
     local rate
     rate=$(get "$1" idle_ir_per_s)
     [ "$rate" = - ] && { echo -; return; }
     awk -v r="$rate" -v w="$(get "$1" window_s)" -v ir="$(get "$1" ir)" 'BEGIN { printf "%.1f %%", 100 * r * w / ir }'
 }
-top_functions() { # annotate output → the first n function lines, shortened
-    awk '/^-+$/ { dashes++; next } dashes >= 5 && NF > 0 && /\(/ { print }' "$1" | head -n "$2" \
-        | cut -c1-160
+top_functions() { # self-cost file, n → the n largest functions with their share, shortened
+    awk -F '\t' -v n="$2" 'NR == 2 { total = $1; next } NR > 2 && NR <= n + 2 {
+        printf "%14s %5.1f %%  %s\n", $1, 100 * $1 / total, substr($2, 1, 130) }' "$1"
 }
-row() { printf '%-9s %14s %9s %9s %15s %12s %10s\n' "$@"; }
+row() { printf '%-9s %13s %9s %9s %13s %11s %11s %10s\n' "$@"; }
 NGINX_PER=$(per_request nginx)
 TOLLGATE_PER=$(per_request tollgate)
 {
@@ -511,19 +520,20 @@ TOLLGATE_PER=$(per_request tollgate)
     echo "$(valgrind --version); gateways: 1 process each (nginx master_process off, TOLLGATE_WORKERS=1); upstream: nginx, 1 worker, not under valgrind"
     echo "user-space instructions only (callgrind Ir): no kernel, no upstream, no wrk"
     echo
-    row gateway "Ir (run)" requests "gateway" "instructions" "idle share" "req/s"
-    row "" "" "(wrk)" "counted" "per request" "of the run" "(valgrind)"
+    row gateway "Ir (run)" requests "gateway" "Ir per" "idle share" "Ir per req" "req/s"
+    row "" "" "(wrk)" "counted" "request" "of the run" "net of idle" "(valgrind)"
     for target in nginx tollgate; do
         row "$target" "$(get "$target" ir)" "$(get "$target" requests)" "$(get "$target" served)" \
-            "$(per_request "$target")" "$(idle_share "$target")" "$(get "$target" rps)"
+            "$(per_request "$target")" "$(idle_share "$target")" "$(net_per_request "$target")" \
+            "$(get "$target" rps)"
     done
     echo
     awk -v t="$TOLLGATE_PER" -v n="$NGINX_PER" 'BEGIN { printf "Tollgate / nginx: %.2fx instructions per request (%d vs %d)\n", t / n, t, n }'
     echo
-    echo "Tollgate, top 15 functions by self Ir (whole run; all: tollgate-functions-self.txt, -inclusive.txt):"
+    echo "Tollgate, top 15 functions by self Ir, share of the run (all: tollgate-functions-self.txt; inclusive: tollgate-functions-inclusive.txt):"
     top_functions "$OUT/tollgate-functions-self.txt" 15 | sed 's/^/  /'
     echo
-    echo "nginx, top 5 functions by self Ir (nginx-functions-self.txt):"
+    echo "nginx, top 5 functions by self Ir, share of the run (nginx-functions-self.txt):"
     top_functions "$OUT/nginx-functions-self.txt" 5 | sed 's/^/  /'
     echo
     echo "raw outputs: ${OUT#"$ROOT"/}/"
