@@ -311,18 +311,6 @@ fn relationship_pointer(relationship: &str, index: Option<usize>) -> String {
     }
 }
 
-/// The kind of a 422 problem. The webhook resource files a forbidden destination as `Invalid`
-/// with its fixed detail; this reads that one mark as the typed kind it stands for, so the code
-/// below is chosen by kind alone.
-fn kind_of(problem: &Problem) -> ProblemKind {
-    if problem.kind == ProblemKind::Invalid
-        && problem.detail == tollgate_domain::resources::webhooks::FORBIDDEN_DETAIL
-    {
-        return ProblemKind::ForbiddenDestination;
-    }
-    problem.kind
-}
-
 fn problem_code(kind: ProblemKind) -> ErrorCode {
     match kind {
         ProblemKind::UnknownAttribute => ErrorCode::UnknownAttribute,
@@ -340,7 +328,7 @@ fn problem_object(problem: Problem) -> ErrorObject {
         Member::Relationship(name) => format!("/data/relationships/{name}"),
     };
     ErrorObject {
-        code: problem_code(kind_of(&problem)),
+        code: problem_code(problem.kind),
         detail: problem.detail,
         source: Some(Source::Pointer(pointer)),
         meta: None,

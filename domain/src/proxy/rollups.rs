@@ -4,7 +4,7 @@
 //! the request log keeps (sampled, off, pruned), and a month of them is small enough to sum
 //! on every summary.
 
-use std::collections::HashMap;
+use super::config::FastMap;
 
 use super::{limits::QuotaPeriod, usage::UsageRecord};
 use crate::Timestamp;
@@ -156,9 +156,15 @@ impl RollupCounts {
 /// carry a code too: the code then), or the proxy's refusal code (`RATE_LIMITED`,
 /// `QUOTA_EXCEEDED`, `INVALID_API_KEY`, …) when it answered itself.
 pub fn status_class(record: &UsageRecord) -> String {
+    status_class_of(record).to_owned()
+}
+
+/// [`status_class`] without a copy: the refusal's code or a fixed class name.
+fn status_class_of(record: &UsageRecord) -> &'static str {
+    const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
     match record.error_code {
-        Some(code) => code.to_owned(),
-        None => format!("{}xx", (record.status_code / 100).clamp(1, 5)),
+        Some(code) => code,
+        None => CLASSES[usize::from((record.status_code / 100).clamp(1, 5)) - 1],
     }
 }
 
@@ -185,21 +191,25 @@ pub struct Aggregate {
 }
 
 pub fn aggregate(records: &[UsageRecord]) -> Aggregate {
-    let mut rows: HashMap<RollupKey, RollupCounts> = HashMap::new();
-    let mut quotas: HashMap<(&str, i64), i64> = HashMap::new();
+    // Keyed by borrowed columns: a batch has far fewer distinct rows than records, so the
+    // key's strings are copied once per row instead of twice per record (profiles showed
+    // the copies and SipHash of the owned keys as a twentieth of the proxy's instructions).
+    type Borrowed<'a> = (Span, i64, &'a str, &'a str, &'a str, &'a str, &'static str);
+    let mut rows: FastMap<Borrowed<'_>, RollupCounts> = FastMap::default();
+    let mut quotas: FastMap<(&str, i64), i64> = FastMap::default();
     let mut period: Option<QuotaPeriod> = None;
     for record in records {
-        let class = status_class(record);
+        let class = status_class_of(record);
         for span in Span::ALL {
-            let key = RollupKey {
+            let key = (
                 span,
-                bucket: span.floor(record.created_at),
-                api_key_id: record.api_key_id.clone().unwrap_or_default(),
-                user_id: record.user_id.clone().unwrap_or_default(),
-                group_id: record.group_id.clone().unwrap_or_default(),
-                route_id: record.route_id.clone().unwrap_or_default(),
-                status_class: class.clone(),
-            };
+                span.floor(record.created_at),
+                record.api_key_id.as_deref().unwrap_or_default(),
+                record.user_id.as_deref().unwrap_or_default(),
+                record.group_id.as_deref().unwrap_or_default(),
+                record.route_id.as_deref().unwrap_or_default(),
+                class,
+            );
             rows.entry(key).or_default().add(record);
         }
         if record.counted
@@ -213,7 +223,21 @@ pub fn aggregate(records: &[UsageRecord]) -> Aggregate {
             *quotas.entry((subject, current.start.millis())).or_default() += 1;
         }
     }
-    let mut rollups: Vec<_> = rows.into_iter().collect();
+    let mut rollups: Vec<(RollupKey, RollupCounts)> = rows
+        .into_iter()
+        .map(|((span, bucket, key, user, group, route, class), counts)| {
+            let key = RollupKey {
+                span,
+                bucket,
+                api_key_id: key.to_owned(),
+                user_id: user.to_owned(),
+                group_id: group.to_owned(),
+                route_id: route.to_owned(),
+                status_class: class.to_owned(),
+            };
+            (key, counts)
+        })
+        .collect();
     rollups.sort_by(|a, b| a.0.cmp(&b.0));
     let mut quotas: Vec<QuotaCount> = quotas
         .into_iter()

@@ -143,11 +143,10 @@ fn check(ctx: &Ctx<'_>, draft: &mut Draft) {
                     .host()
                     .is_some_and(|h| is_forbidden_host(&h.to_string()))
                 {
-                    draft.problems.push(crate::Problem {
-                        member: crate::Member::Attribute("url".into()),
-                        kind: crate::ProblemKind::Invalid,
-                        detail: FORBIDDEN_DETAIL.into(),
-                    });
+                    draft.problems.push(crate::Problem::forbidden_destination(
+                        "url",
+                        FORBIDDEN_DETAIL,
+                    ));
                 }
             }
             Ok(_) => {}

@@ -57,14 +57,17 @@ impl Exchange {
         let now = gateway.now();
         let host = request_host(parts);
         let (client_ip, forwarded_for) = client_ip(parts, peer, gateway);
-        let user_agent: String = parts
+        let user_agent = parts
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .chars()
-            .take(256)
-            .collect();
+            .unwrap_or_default();
+        // The first 256 characters, copied once (not collected char by char).
+        let user_agent = user_agent
+            .char_indices()
+            .nth(256)
+            .map_or(user_agent, |(end, _)| &user_agent[..end])
+            .to_owned();
         let record = UsageRecord {
             id: gateway.ids.new_id("use_"),
             request_id,

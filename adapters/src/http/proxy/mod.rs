@@ -177,7 +177,8 @@ fn authenticate(
     let (key, in_authorization) = presented.ok_or(Refusal::MissingApiKey)?;
     let well_formed = policy::is_well_formed(key);
     if well_formed {
-        exchange.key_prefix = Some(key.chars().take(16).collect());
+        // Well-formed keys are ASCII: the first 16 bytes are the first 16 characters.
+        exchange.key_prefix = Some(key[..16].to_owned());
     }
     let digest = well_formed.then(|| hex::encode(Sha256::digest(key.as_bytes())));
     let admitted = policy::admit(config, route, digest.as_deref(), exchange.now.millis())?;
