@@ -34,6 +34,39 @@ impl From<String> for Secret {
     }
 }
 
+/// A setting's text as written. The environment provider reads `TOLLGATE_USAGE_LOG_SAMPLE=0.01`
+/// or `TOLLGATE_WEBHOOK_RETRY_SCHEDULE=60` as a number; these settings are text parsed later
+/// (rates, durations, lists), so a number is taken as the text it was written as.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TextOrNumber {
+    Text(String),
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+}
+
+impl From<TextOrNumber> for String {
+    fn from(value: TextOrNumber) -> Self {
+        match value {
+            TextOrNumber::Text(text) => text,
+            TextOrNumber::Unsigned(n) => n.to_string(),
+            TextOrNumber::Signed(n) => n.to_string(),
+            TextOrNumber::Float(n) => n.to_string(),
+        }
+    }
+}
+
+fn text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    TextOrNumber::deserialize(deserializer).map(String::from)
+}
+
+fn optional_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    Option::<TextOrNumber>::deserialize(deserializer).map(|value| value.map(String::from))
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
@@ -74,6 +107,7 @@ pub struct Config {
     pub webhook_allow_private: bool,
     /// Delays before each delivery attempt, e.g. `0s,1m,5m,30m,2h,8h` (units ms, s, m, h);
     /// the number of entries is the number of attempts.
+    #[serde(deserialize_with = "text")]
     pub webhook_retry_schedule: String,
     /// Consecutive failed attempts after which a webhook is disabled.
     pub webhook_disable_after: u32,
@@ -102,9 +136,11 @@ pub struct Config {
     pub usage_retention_days: u64,
     /// The request log's retention as `7d`, `36h` or days (`TOLLGATE_USAGE_LOG_RETENTION`);
     /// when set it wins over `usage_retention_days`.
+    #[serde(deserialize_with = "optional_text")]
     pub usage_log_retention: Option<String>,
     /// What the request log keeps: `off`, or the share of 2xx answers (`0.01`, `1%`; default
     /// 1). Refusals and errors are always kept; rollups count every request either way.
+    #[serde(deserialize_with = "text")]
     pub usage_log_sample: String,
     /// Days minute rollups are kept (1-minute series, 1 h / 24 h summaries).
     pub usage_rollup_minute_days: u64,
@@ -473,6 +509,24 @@ mod tests {
             assert_eq!(config.database_url, "postgres://flag");
             assert_eq!(config.log_level, "debug");
             assert_eq!(config.shutdown_grace_seconds, 30);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure signature
+    fn numbers_in_the_environment_are_taken_as_written_for_text_settings() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TOLLGATE_USAGE_LOG_SAMPLE", "0.01");
+            jail.set_env("TOLLGATE_USAGE_LOG_RETENTION", "7");
+            jail.set_env("TOLLGATE_WEBHOOK_RETRY_SCHEDULE", "60");
+            let config = Config::load(None, &Overrides::default()).expect("loads");
+            assert_eq!(config.usage_log_sample, "0.01");
+            assert_eq!(config.usage_log_retention.as_deref(), Some("7"));
+            assert_eq!(config.webhook_retry_schedule, "60");
+            jail.set_env("TOLLGATE_USAGE_LOG_SAMPLE", "1");
+            let config = Config::load(None, &Overrides::default()).expect("loads");
+            assert_eq!(config.usage_log_sample, "1");
             Ok(())
         });
     }

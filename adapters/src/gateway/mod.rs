@@ -444,6 +444,11 @@ impl Gateway {
     pub fn meter(&self, record: UsageRecord) {
         let full = METER_BUFFER.with(|buffer| {
             let mut buffer = buffer.borrow_mut();
+            if buffer.capacity() == 0 {
+                // A batch's room at once: growing by doubling copied the records
+                // (hundreds of bytes each) several times per batch.
+                buffer.reserve_exact(METER_BATCH);
+            }
             buffer.push(record);
             buffer.len() >= METER_BATCH
         });

@@ -109,9 +109,7 @@ impl Refusal {
 
 /// `tg_live_` + 40 alphanumerics, checked before any lookup.
 pub fn is_well_formed(key: &str) -> bool {
-    key.len() == 48
-        && key.starts_with("tg_live_")
-        && key.bytes().skip(8).all(|b| b.is_ascii_alphanumeric())
+    crate::auth::is_key_shaped(key, crate::auth::LIVE_KEY_PREFIX)
 }
 
 /// A request that passed the key, owner and plan gates.

@@ -16,7 +16,6 @@ use std::{borrow::Cow, net::SocketAddr, sync::Arc, time::Instant};
 
 use http::{Request, Response, header, request::Parts};
 use hyper::body::Incoming;
-use sha2::{Digest, Sha256};
 use tollgate_domain::proxy::{
     config::{ProxyConfig, Upstream},
     limits::QuotaPeriod,
@@ -180,7 +179,7 @@ fn authenticate(
         // Well-formed keys are ASCII: the first 16 bytes are the first 16 characters.
         exchange.key_prefix = Some(key[..16].to_owned());
     }
-    let digest = well_formed.then(|| hex::encode(Sha256::digest(key.as_bytes())));
+    let digest = well_formed.then(|| crate::security::sha256_hex(key));
     let admitted = policy::admit(config, route, digest.as_deref(), exchange.now.millis())?;
     exchange.record.api_key_id = Some(admitted.key.id.clone());
     exchange.record.user_id = Some(admitted.key.user_id.clone());
