@@ -6,6 +6,7 @@ mod session;
 pub mod session_store;
 pub(crate) mod tables;
 mod usage_log;
+mod usage_write;
 
 pub use partitions::ensure_ahead as ensure_usage_partitions;
 pub use usage_log::UsageStore;
