@@ -15,8 +15,8 @@ use tollgate_domain::{
         limits::QuotaPeriod,
         rollups::{LogPolicy, Span},
         usage::{
-            AppendError, ExportRow, Pruned, Retention, SeriesRow, UsageGroup, UsageLog,
-            UsageRecord, UsageTotals,
+            AppendError, ExportRow, Pruned, Retention, SeriesRow, TOTAL_FIELDS, UsageGroup,
+            UsageLog, UsageRecord, UsageTotals,
         },
     },
     query::Cond,
@@ -55,24 +55,15 @@ impl UsageStore {
     }
 }
 
-/// The summed columns as the API shows them.
-const AGGREGATES: [(&str, &str); 7] = [
-    ("requests", "COALESCE(CAST(SUM(requests) AS BIGINT), 0)"),
-    ("errors", "COALESCE(CAST(SUM(errors) AS BIGINT), 0)"),
-    ("counted", "COALESCE(CAST(SUM(counted) AS BIGINT), 0)"),
-    ("overage", "COALESCE(CAST(SUM(overage) AS BIGINT), 0)"),
-    (
-        "request_bytes",
-        "COALESCE(CAST(SUM(request_bytes) AS BIGINT), 0)",
-    ),
-    (
-        "response_bytes",
-        "COALESCE(CAST(SUM(response_bytes) AS BIGINT), 0)",
-    ),
-    (
-        "avg_duration_ms",
-        "CASE WHEN SUM(requests) > 0 THEN CAST(ROUND(SUM(duration_ms) * 1.0 / SUM(requests)) AS BIGINT) ELSE 0 END",
-    ),
+/// The SQL of each summed column, in [`TOTAL_FIELDS`] order (the name each answers as).
+const AGGREGATES: [&str; 7] = [
+    "COALESCE(CAST(SUM(requests) AS BIGINT), 0)",
+    "COALESCE(CAST(SUM(errors) AS BIGINT), 0)",
+    "COALESCE(CAST(SUM(counted) AS BIGINT), 0)",
+    "COALESCE(CAST(SUM(overage) AS BIGINT), 0)",
+    "COALESCE(CAST(SUM(request_bytes) AS BIGINT), 0)",
+    "COALESCE(CAST(SUM(response_bytes) AS BIGINT), 0)",
+    "CASE WHEN SUM(requests) > 0 THEN CAST(ROUND(SUM(duration_ms) * 1.0 / SUM(requests)) AS BIGINT) ELSE 0 END",
 ];
 
 fn totals(row: &QueryResult) -> Result<UsageTotals, StoreError> {
@@ -97,7 +88,7 @@ fn rollup_select(
     use sea_orm::sea_query::ExprTrait as _;
     let mut query = Query::select();
     query.from(Alias::new("usage_rollups"));
-    for (name, sql) in AGGREGATES {
+    for (name, sql) in TOTAL_FIELDS.into_iter().zip(AGGREGATES) {
         query.expr_as(Expr::cust(sql), Alias::new(name));
     }
     query

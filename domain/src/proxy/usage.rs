@@ -186,6 +186,19 @@ pub struct Pruned {
     pub rollups: u64,
 }
 
+/// [`UsageTotals`]' fields in declaration order: the names the summary and series show,
+/// the columns the store's aggregate queries answer with, and the OpenAPI schema's
+/// properties (a test keeps it equal to the serialized struct).
+pub const TOTAL_FIELDS: [&str; 7] = [
+    "requests",
+    "errors",
+    "counted",
+    "overage",
+    "request_bytes",
+    "response_bytes",
+    "avg_duration_ms",
+];
+
 /// Aggregates of usage records (`GET /api/usage/summary`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct UsageTotals {
@@ -341,6 +354,18 @@ pub async fn record_milestone(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn total_fields_are_the_serialized_totals() {
+        let value = serde_json::to_value(UsageTotals::default()).expect("serializes");
+        let names: Vec<&str> = value
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(names, TOTAL_FIELDS);
+    }
 
     #[test]
     fn truncate_keeps_whole_characters() {

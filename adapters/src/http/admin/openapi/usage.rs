@@ -24,19 +24,11 @@ fn filters() -> impl Iterator<Item = Parameter> {
 
 /// The numbers of a summary's totals and of each series point.
 fn totals() -> ObjectBuilder {
-    [
-        "requests",
-        "errors",
-        "counted",
-        "overage",
-        "request_bytes",
-        "response_bytes",
-        "avg_duration_ms",
-    ]
-    .iter()
-    .fold(ty(Type::Object), |o, name| {
-        o.property(*name, ty(Type::Integer)).required(*name)
-    })
+    tollgate_domain::proxy::usage::TOTAL_FIELDS
+        .iter()
+        .fold(ty(Type::Object), |o, name| {
+            o.property(*name, ty(Type::Integer)).required(*name)
+        })
 }
 
 fn meta_document(meta: ObjectBuilder) -> RefOr<Schema> {
