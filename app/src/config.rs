@@ -531,6 +531,16 @@ mod tests {
         });
     }
 
+    /// Not configuration, but the one place that sees both the schema and the adapters: the
+    /// counts the session reads must be the ones the migration's triggers keep.
+    #[test]
+    fn live_counts_cover_exactly_the_tables_the_session_reads() {
+        assert_eq!(
+            migration::LIVE_COUNTED_TABLES,
+            tollgate_adapters::persistence::LIVE_COUNTED_TABLES
+        );
+    }
+
     #[test]
     fn masked_hides_secrets_and_url_passwords() {
         let config = Config {

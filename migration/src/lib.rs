@@ -18,6 +18,9 @@ mod m0007_config_version;
 mod m0008_usage_rollups;
 mod m0009_usage_log_partitions;
 
+/// The tables whose live rows migration m0002's triggers count in `live_counts`.
+pub use m0002_live_counts::COUNTED as LIVE_COUNTED_TABLES;
+
 pub struct Migrator;
 
 #[async_trait::async_trait]

@@ -23,7 +23,7 @@ use tollgate_domain::{
     ports::{Session, Store},
 };
 
-pub use session::SeaSession;
+pub use session::{LIVE_COUNTED_TABLES, SeaSession};
 
 /// The database behind every port that persists something.
 #[derive(Clone)]
