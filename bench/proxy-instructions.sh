@@ -7,7 +7,8 @@
 #   bash bench/proxy-instructions.sh                                  (from the repository root)
 #   BENCH_TOLLGATE_BIN=/path/to/tollgate bash bench/proxy-instructions.sh   (no build)
 #
-# Knobs (environment): BENCH_KEYS (1000, 100 per user), BENCH_DURATION (seconds of the measured
+# Knobs (environment): BENCH_KEYS (1000, 100 per user), BENCH_EXTRA_KEYS (0: keys added
+# straight into the database after the set-up, e.g. 99000 for a run with 100,000 keys), BENCH_DURATION (seconds of the measured
 # run per gateway, 20), BENCH_WARMUP (seconds of warm-up per gateway, 5), BENCH_CONNECTIONS (8,
 # one wrk thread), BENCH_IDLE (seconds of the idle measurement per gateway, 5; 0 = none),
 # BENCH_NGINX_ACCESS_LOG (1), BENCH_TOLLGATE_BIN (a built binary to run instead of building
@@ -39,6 +40,9 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 KEYS=${BENCH_KEYS:-1000}
+# Keys added straight into the database after the set-up (bench/proxy/bulk_keys.py), for runs
+# with far more keys than the admin API creates in reasonable time (100,000: BENCH_EXTRA_KEYS=99000).
+EXTRA_KEYS=${BENCH_EXTRA_KEYS:-0}
 DURATION=${BENCH_DURATION:-20}
 WARMUP=${BENCH_WARMUP:-5}
 CONNECTIONS=${BENCH_CONNECTIONS:-8}
@@ -272,6 +276,14 @@ api POST /api/routes "$(printf '{"data":{"type":"routes","attributes":{"name":"a
 [ "$(cut -f1 "$KEYFILE" | sort -u | grep -cE '^tg_live_[A-Za-z0-9]{40}$')" -eq "$KEYS" ] \
     || die "$KEYFILE does not hold $KEYS distinct well-formed keys"
 stop_pid "$SETUP_PID"
+case "$EXTRA_KEYS" in '' | *[!0-9]*) die "BENCH_EXTRA_KEYS must be a number (got: $EXTRA_KEYS)" ;; esac
+if [ "$EXTRA_KEYS" -gt 0 ]; then
+    say "adding $EXTRA_KEYS keys straight into the database (bench/proxy/bulk_keys.py)"
+    python3 "$ROOT/bench/proxy/bulk_keys.py" "$TMP/bench.db" "$EXTRA_KEYS" >>"$KEYFILE" \
+        || die "adding keys to the database failed"
+    KEYS=$((KEYS + EXTRA_KEYS))
+    [ "$(cut -f1 "$KEYFILE" | sort -u | wc -l)" -eq "$KEYS" ] || die "$KEYFILE does not hold $KEYS distinct keys"
+fi
 
 say "starting tollgate serve under callgrind (TOLLGATE_WORKERS=1)"
 (cd "$TMP" && exec "${VALGRIND[@]}" --callgrind-out-file="$TMP/cg-tollgate" "$BIN" serve) \
