@@ -301,6 +301,19 @@ try {
     assert.deepEqual(Object.values(await roles()), ['owner']);
     // The owner stays: there is no button to remove them.
     assert.equal(await members.getByRole('button', { name: /^Remove/ }).count(), 0);
+    // The group's plan: set from the picker, then cleared with '—' (a group may have none).
+    const planOf = async () => page.evaluate(async (id) => (await (await fetch(`/api/groups/${id}/relationships/plan`)).json()).data, groupId);
+    await choose(page, 'Plan', 'Starter');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await page.getByRole('status').filter({ hasText: 'Saved.' }).waitFor();
+    await ready(page, 'Group');
+    assert.equal((await planOf()).type, 'plans');
+    await page.getByLabel('Plan', { exact: true }).selectOption('');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await page.getByRole('status').filter({ hasText: 'Saved.' }).waitFor();
+    await ready(page, 'Group');
+    assert.equal(await planOf(), null);
+    assert.equal(await page.getByLabel('Plan', { exact: true }).inputValue(), '');
   });
 
   await step('revoke: the proxy refuses the key', async () => {

@@ -193,8 +193,11 @@ async function detailView(type, id) {
     }
     const relationships = {};
     for (const [rel, target] of Object.entries(rels)) {
-      const el = form.elements[rel]; if (!el || !el.value) continue;
-      relationships[rel] = { data: { type: target, id: el.value } };
+      const el = form.elements[rel]; if (!el) continue;
+      const had = !creating && res.relationships && res.relationships[rel] && res.relationships[rel].data;
+      // '—' on a link the resource has clears it (data: null); the API refuses where one is required.
+      if (el.value) relationships[rel] = { data: { type: target, id: el.value } };
+      else if (had) relationships[rel] = { data: null };
     }
     const data = { type, attributes, relationships };
     if (!creating) data.id = id;
