@@ -261,7 +261,18 @@ impl Authentication {
             .reserve(&email, client_ip)
             .await
             .map_err(|retry_after| LoginError::Throttled { retry_after })?;
-        let outcome = self.check_and_open(&email, password, previous_sid).await;
+        let mut hash_changed = false;
+        let mut outcome = self
+            .check_and_open(&email, password, previous_sid, &mut hash_changed)
+            .await;
+        if hash_changed {
+            // The stored hash changed between reading and stamping it: another login rehashed
+            // it (then the password still verifies) or the password was changed (then it no
+            // longer does). Verifying once more against the stored hash tells which.
+            outcome = self
+                .check_and_open(&email, password, previous_sid, &mut hash_changed)
+                .await;
+        }
         match &outcome {
             Ok(_) => throttle.succeeded(&email, client_ip).await,
             Err(LoginError::InvalidCredentials) => throttle.failed(&email, client_ip).await,
@@ -270,12 +281,16 @@ impl Authentication {
         outcome
     }
 
+    /// Verifies the password and opens the session. Sets `hash_changed` when the password
+    /// verified but the stored hash was replaced before the login could be recorded.
     async fn check_and_open(
         &self,
         email: &str,
         password: &str,
         previous_sid: Option<&str>,
+        hash_changed: &mut bool,
     ) -> Result<Login, LoginError> {
+        *hash_changed = false;
         // Longer than the password policy allows: matches no stored hash, so no hashing.
         if password.len() > 4 * users::PASSWORD_MAX_CHARS
             || password.chars().count() > users::PASSWORD_MAX_CHARS
@@ -331,7 +346,7 @@ impl Authentication {
             Cond::Eq("id".into(), user_id.clone()),
             Cond::is_null("deleted_at"),
             Cond::eq("status", "active"),
-            Cond::eq("password_hash", hash),
+            Cond::eq("password_hash", hash.as_str()),
         ]);
         let mut stamp = Row::new();
         stamp.insert("last_login_at".into(), json!(now.millis()));
@@ -347,6 +362,10 @@ impl Authentication {
                 .await?;
             return Err(match current {
                 Some(u) if u.get("status") != Some(&json!("active")) => LoginError::Inactive,
+                Some(u) if u.get("password_hash") != Some(&json!(hash)) => {
+                    *hash_changed = true;
+                    LoginError::InvalidCredentials
+                }
                 _ => LoginError::InvalidCredentials,
             });
         }

@@ -929,3 +929,41 @@ async fn a_hash_with_older_parameters_signs_in_and_is_rehashed() {
         "a current hash is kept"
     );
 }
+
+/// Logins at once on a hash of older parameters: the first one rehashes it, and the others,
+/// which verified the old hash, must still sign in (not 401 because the hash moved under them).
+#[tokio::test]
+async fn parallel_logins_on_an_outdated_hash_all_sign_in() {
+    // The most logins one email may have in flight at once (auth.md §8: the throttle counts
+    // attempts in flight against the 5 failures it allows).
+    const CLIENTS: usize = 5;
+    let app = spawn_app().await;
+    let id = app
+        .create_user_with_password("racing@example.com", PASSWORD, "user")
+        .await;
+    let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    for trial in 0..5 {
+        sea_orm::ConnectionTrait::execute_unprepared(
+            &db,
+            &format!(
+                "UPDATE users SET password_hash = '{OLDER_PARAMETERS_HASH}' WHERE id = '{id}'"
+            ),
+        )
+        .await
+        .unwrap();
+        let logins = (0..CLIENTS).map(|_| app.login_reply("racing@example.com", PASSWORD));
+        for reply in futures_util::future::join_all(logins).await {
+            assert_eq!(
+                reply.status.as_u16(),
+                200,
+                "trial {trial}: {:?}",
+                reply.body
+            );
+        }
+        let fresh = stored_password_hash(&app, &id).await;
+        assert!(
+            fresh.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "trial {trial}: {fresh}"
+        );
+    }
+}
